@@ -1,0 +1,27 @@
+"""activeft-label: pick the few items worth annotating, ActiveFT-style, and hand
+them to the annotation tools in priority order.
+
+Public API::
+
+    from activeft_label import select, embed_images, parse_budget
+
+    result = select(features, "1%")            # ActiveFT, released loss form
+    result.ranked_indices                      # rows to annotate, rank 1 first
+"""
+
+from .budget import parse_budget
+from .errors import ActiveFTError, InputError
+from .selection import METHODS, SelectionResult, select
+
+__version__ = "0.1.0"
+
+
+def embed_images(*args, **kwargs):
+    """Embed image files; see :func:`activeft_label.embeddings.embed_images`."""
+    from .embeddings import embed_images as _embed
+
+    return _embed(*args, **kwargs)
+
+
+__all__ = ["select", "embed_images", "parse_budget", "SelectionResult", "METHODS", "ActiveFTError", "InputError",
+           "__version__"]

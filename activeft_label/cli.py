@@ -1,0 +1,250 @@
+"""The ``activeft`` command line: a thin face over the library.
+
+Every command validates its options first, does the work, and writes its
+outputs only at the end (atomically).  Errors the user can fix are one line
+on stderr with exit status 2; environment problems exit 1; no tracebacks.
+"""
+
+import functools
+import sys
+
+import click
+
+from . import __version__
+from .errors import ActiveFTError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Failure(click.ClickException):
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def friendly_errors(command):
+    """Turn ActiveFTError into a one-line message and its exit status (2 for input errors)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ActiveFTError as exc:
+            raise _Failure(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _Failure("interrupted; nothing was written", 130) from None
+
+    return wrapper
+
+
+def say(message="", err=False):
+    click.echo(message, err=err)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="activeft")
+def main():
+    """Pick the few items worth annotating, and queue them in priority order.
+
+    activeft embeds every unlabeled item with a pretrained encoder, then runs
+    ActiveFT (Xie et al., CVPR 2023): it optimises B points on the unit sphere
+    so that they match the pool's distribution while staying diverse, and
+    takes the item nearest each point.  The selection comes ranked: rank 1 is
+    annotated first, and every prefix of the ranking is a good selection too.
+
+    \b
+    Quick start:
+      activeft demo                              # offline demo on real images
+      activeft select ./images --budget 1%       # writes selection.csv
+      activeft select feats.npz -b 500 --plot map.png
+
+    Run `activeft COMMAND --help` for the options of each command.
+    """
+
+
+def model_options(command):
+    """--model, --pretrained and the image-loading options shared by commands that embed."""
+    options = [
+        click.option("--model", "-m", default="efficientnet-lite0", show_default=True, envvar="ACTIVEFT_MODEL",
+                     help="Encoder for image sources: 'efficientnet-lite0' (offline, ImageNet weights) or any "
+                          "open_clip model name (e.g. ViT-B-32). Ignored for features files. [env: ACTIVEFT_MODEL]"),
+        click.option("--pretrained", envvar="ACTIVEFT_PRETRAINED", metavar="TAG|PATH",
+                     help="open_clip weights: a pretrained tag (e.g. laion2b_s34b_b79k, needs internet the first "
+                          "time) or a local checkpoint file. [env: ACTIVEFT_PRETRAINED]"),
+        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
+                     help="Images per encoder batch."),
+        click.option("--workers", type=click.IntRange(0), default=None,
+                     help="Image loading processes (default: up to 4, none for small pools)."),
+        click.option("--cache-dir", envvar="ACTIVEFT_CACHE_DIR", type=click.Path(file_okay=False),
+                     help="Where embeddings are cached (default ~/.cache/activeft-label). [env: ACTIVEFT_CACHE_DIR]"),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embeddings cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def common_options(command):
+    options = [
+        click.option("--device", default="auto", show_default=True, envvar="ACTIVEFT_DEVICE",
+                     help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps. [env: ACTIVEFT_DEVICE]"),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def selection_options(command):
+    """Options of the selection itself, shared by every command that selects."""
+    from .selection import DEFAULT_LOSS, LOSS_FORMS, METHODS
+
+    options = [
+        click.option("--budget", "-b", required=True, metavar="N|P%",
+                     help="How many items to select: a count (300) or a percentage of the pool (1%)."),
+        click.option("--method", type=click.Choice(METHODS), default="activeft", show_default=True,
+                     help="activeft, or a baseline to compare with."),
+        click.option("--loss", type=click.Choice(LOSS_FORMS), default=DEFAULT_LOSS, show_default=True,
+                     help="ActiveFT loss form: 'released' (the authors' code) or 'paper' (Algorithm 1)."),
+        click.option("--iters", "iterations", type=click.IntRange(0), default=300, show_default=True,
+                     help="ActiveFT optimisation steps (Adam)."),
+        click.option("--temperature", type=float, default=0.07, show_default=True, help="ActiveFT temperature τ."),
+        click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate."),
+        click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                     help="Random seed: same seed and device give the same selection."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("source", type=click.Path(exists=True))
+@selection_options
+@model_options
+@common_options
+@click.option("--labeled", type=click.Path(exists=True, dir_okay=False),
+              help="Text file of ids or paths already labeled (earlier rounds): they steer the new picks away "
+                   "from what they cover and are never selected again.")
+@click.option("--out", "-o", default="selection.csv", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the selection: .csv (rank,index,id,path,cluster_size) or .json.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also save a 2-D map of the pool (.png, .pdf, .svg).")
+@click.option("--projection", type=click.Choice(["pca", "tsne"]), default="pca", show_default=True,
+              help="Projection used by --plot.")
+@friendly_errors
+def select(source, budget, method, loss, iterations, temperature, lr, seed, model, pretrained, batch_size, workers,
+           cache_dir, no_cache, device, quiet, labeled, out, plot, projection):
+    """Select items of SOURCE to annotate, ranked by priority.
+
+    SOURCE is a folder of images (searched recursively), a text file with one
+    image path per line, or a features file: .npy (one row per item, id = row
+    number) or .npz with an array 'features' and optional 'ids'.
+
+    Images are embedded first (cached, so a second run embeds nothing);
+    unreadable images are skipped and reported.  The output lists one row per
+    selected item, sorted by rank (1 = annotate first).
+    """
+    from .output import check_output_path, write_selection
+    from .plotting import PLOT_SUFFIXES, plot_selection
+    from .pool import load_pool
+    from .selection import resolve_device
+    from .selection import select as run_selection
+
+    check_output_path(out)
+    if plot:
+        check_output_path(plot, PLOT_SUFFIXES, what="--plot")
+    resolve_device(device)
+    labeled_names = _read_lines(labeled) if labeled else []
+
+    pool = load_pool(source, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
+                     num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
+    _report_skipped(pool.skipped)
+    fixed = pool.rows_of(labeled_names) if labeled_names else None
+    result = run_selection(pool.features, budget, method, fixed=fixed, loss=loss, temperature=temperature, lr=lr,
+                           iterations=iterations, seed=seed, device=device, progress=not quiet)
+    write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
+    if plot:
+        plot_selection(pool.features, result, plot, projection=projection)
+
+    details = f", {result.params['loss']} loss, {iterations} iterations" if method == "activeft" else ""
+    say(f"Selected {result.budget} of {len(pool)} items with {method}{details} in {result.elapsed:.1f} s.")
+    if fixed is not None:
+        say(f"{fixed.size} already labeled items were kept as fixed centroids.")
+    say(f"Coverage: {result.coverage:.4f} (mean distance from each pool item to its nearest selected item; "
+        f"lower is better).")
+    say(f"Wrote {out} (rank 1 = annotate first)" + (f" and {plot}." if plot else "."))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("source", type=click.Path(exists=True))
+@model_options
+@common_options
+@click.option("--out", "-o", default="features.npz", show_default=True, type=click.Path(dir_okay=False),
+              help="Output .npz with arrays 'features' (N×C float32) and 'ids'.")
+@friendly_errors
+def embed(source, model, pretrained, batch_size, workers, cache_dir, no_cache, device, quiet, out):
+    """Embed the images of SOURCE into a features file.
+
+    SOURCE is a folder of images (recursive) or a text file of image paths.
+    The .npz it writes can be given to `activeft select` in place of the
+    images, e.g. to compare methods without embedding again.
+    """
+    import io
+
+    import numpy as np
+
+    from .output import check_output_path, write_atomic
+    from .pool import load_pool
+    from .sources import is_features_file
+
+    check_output_path(out, (".npz",))
+    if is_features_file(source):
+        raise click.UsageError(f"{source} is already a features file; give a folder or a list of images")
+    pool = load_pool(source, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
+                     num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
+    _report_skipped(pool.skipped)
+    buffer = io.BytesIO()
+    np.savez(buffer, features=pool.features.astype(np.float32), ids=np.asarray(pool.ids, dtype=str))
+    write_atomic(out, buffer.getvalue(), mode="wb")
+    say(f"Embedded {len(pool)} items ({pool.cached} from cache) into {out}: "
+        f"features {pool.features.shape[0]}×{pool.features.shape[1]}.")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--workdir", default="activeft-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the demo images and outputs.")
+@click.option("--size", default=2000, show_default=True, type=click.IntRange(100, 70000),
+              help="Number of images in the demo pool.")
+@click.option("--budget", "-b", default="1%", show_default=True, metavar="N|P%", help="How many to select.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@common_options
+@friendly_errors
+def demo(workdir, size, budget, seed, device, quiet):
+    """Run the whole job offline on real images.
+
+    Writes a pool of real images (Fashion-MNIST from Debian's
+    dataset-fashion-mnist package; scikit-learn's digits where that is not
+    installed) as PNG files, embeds them with the offline EfficientNet-Lite0
+    encoder, selects 1% with ActiveFT, writes selection.csv and map.png, and
+    compares the coverage with random selection.
+    """
+    from .demo import run_demo
+
+    run_demo(workdir, size=size, budget=budget, seed=seed, device=device, progress=not quiet, echo=say)
+
+
+def _read_lines(path):
+    with open(path, encoding="utf-8") as handle:
+        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _report_skipped(skipped):
+    if not skipped:
+        return
+    shown = "; ".join(f"{path}: {reason}" for path, reason in skipped[:5])
+    more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+    say(f"Skipped {len(skipped)} unreadable item(s): {shown}{more}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Pieces shared by every selection method: devices, feature checks, chunked
+nearest-neighbour search on the unit sphere, unique assignment, coverage.
+
+Everything here works on L2-normalised float32 torch tensors and never holds
+more than ``memory_budget`` bytes of similarities at once.
+"""
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+#: Default cap, in bytes, on the similarity blocks held in memory at once.
+DEFAULT_MEMORY_BUDGET = 512 * 1024**2
+
+
+def resolve_device(device="auto"):
+    """Return a :class:`torch.device`; ``"auto"`` prefers cuda, then mps, then cpu."""
+    if isinstance(device, torch.device):
+        return device
+    name = (device or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError(f"device {device!r} was asked for but MPS is not available; use --device cpu or auto")
+    return dev
+
+
+def check_features(features):
+    """Validate a feature matrix and return it as a float32 numpy array (N×C).
+
+    Raises :class:`InputError` for anything that is not a finite 2-D array
+    without all-zero rows.
+    """
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().numpy()
+    try:
+        array = np.asarray(features)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"features could not be read as a numeric array: {exc}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise InputError(f"features must be numbers, got an array of {array.dtype}")
+    if array.ndim != 2:
+        raise InputError(
+            f"features must be a 2-D array (items × dimensions), got shape {array.shape}; "
+            f"reshape it so that each row is one item"
+        )
+    n, c = array.shape
+    if n == 0 or c == 0:
+        raise InputError(f"features are empty (shape {array.shape}); there is nothing to select from")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InputError(
+            f"features contain NaN or infinite values in {bad.size} row(s) (first: {_first(bad)}); "
+            f"re-embed those items or drop them"
+        )
+    norms = np.linalg.norm(array, axis=1)
+    zero = norms == 0
+    if zero.any():
+        bad = np.flatnonzero(zero)
+        raise InputError(
+            f"features contain {bad.size} all-zero row(s) (first: {_first(bad)}), which have no direction "
+            f"to compare; re-embed those items or drop them"
+        )
+    return array
+
+
+def _first(indices, k=5):
+    shown = ", ".join(str(int(i)) for i in indices[:k])
+    return shown + (", ..." if len(indices) > k else "")
+
+
+def normalize(features, device):
+    """L2-normalise rows of a checked float32 array and move them to ``device``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
+    return torch.nn.functional.normalize(tensor, dim=1)
+
+
+def rows_per_chunk(n_columns, memory_budget=DEFAULT_MEMORY_BUDGET, copies=3):
+    """How many rows of an (rows × n_columns) float32 block fit the memory budget.
+
+    ``copies`` counts the temporaries made from one block (similarities,
+    masks, exponentials), so the true peak stays under the budget.
+    """
+    per_row = max(1, n_columns) * 4 * copies
+    return max(1, int(memory_budget // per_row))
+
+
+def nearest(points, centers, memory_budget=DEFAULT_MEMORY_BUDGET):
+    """Nearest center of every point by cosine similarity (unit vectors).
+
+    Parameters
+    ----------
+    points : Tensor (N, C), unit rows
+    centers : Tensor (M, C), unit rows
+
+    Returns
+    -------
+    index : LongTensor (N,)   index of the most similar center
+    similarity : Tensor (N,)  that similarity
+    """
+    n = points.shape[0]
+    index = torch.empty(n, dtype=torch.long, device=points.device)
+    similarity = torch.empty(n, dtype=points.dtype, device=points.device)
+    step = rows_per_chunk(centers.shape[0], memory_budget, copies=2)
+    for start in range(0, n, step):
+        block = points[start:start + step] @ centers.T
+        similarity[start:start + step], index[start:start + step] = block.max(dim=1)
+    return index, similarity
+
+
+def coverage_distance(similarity):
+    """Mean Euclidean distance sqrt(2 - 2·sim) between unit vectors, from similarities."""
+    return float(torch.sqrt(torch.clamp(2.0 - 2.0 * similarity, min=0.0)).mean())
+
+
+def unique_nearest(points, centers, excluded=None, memory_budget=DEFAULT_MEMORY_BUDGET, k=8):
+    """Give every center its most similar point, no point twice.
+
+    Conflicts go to the center that is more similar to the contested point
+    (ties to the lower center index); the loser moves on to its next most
+    similar free point.  Each center keeps a short top-``k`` candidate list
+    that is refilled (with twice the length) only when it runs out, so the
+    full N×M similarity matrix is never sorted.
+
+    Parameters
+    ----------
+    points : Tensor (N, C), unit rows
+    centers : Tensor (M, C), unit rows, M <= number of points not excluded
+    excluded : BoolTensor (N,) or None
+        Points that must not be picked (already labeled).
+
+    Returns
+    -------
+    LongTensor (M,): the point picked by each center.
+    """
+    device = points.device
+    n, m = points.shape[0], centers.shape[0]
+    taken = torch.zeros(n, dtype=torch.bool, device=device)
+    if excluded is not None:
+        taken |= excluded.to(device)
+    if int((~taken).sum()) < m:
+        raise InputError(f"cannot pick {m} distinct items from {int((~taken).sum())} available ones")
+    picked = torch.full((m,), -1, dtype=torch.long, device=device)
+    pending = torch.arange(m, device=device)
+    depth = min(k, n)
+    cand_idx, cand_sim = _topk_free(points, centers, taken, depth, memory_budget)
+    while pending.numel():
+        free = ~taken[cand_idx] & torch.isfinite(cand_sim)          # (P, depth)
+        has_free = free.any(dim=1)
+        if not bool(has_free.all()):
+            # Candidates exhausted for some centers: refill those rows from the free points.
+            empty = torch.nonzero(~has_free).squeeze(1)
+            depth = min(depth * 2, n)
+            refill_idx, refill_sim = _topk_free(points, centers[pending[empty]], taken, depth, memory_budget)
+            cand_idx, cand_sim = _widen(cand_idx, depth), _widen(cand_sim, depth, fill=-float("inf"))
+            cand_idx[empty], cand_sim[empty] = refill_idx, refill_sim
+            free = ~taken[cand_idx] & torch.isfinite(cand_sim)
+        first = torch.argmax(free.to(torch.int8), dim=1)            # first free candidate per center
+        rows = torch.arange(pending.numel(), device=device)
+        proposal = cand_idx[rows, first]
+        score = cand_sim[rows, first]
+        # Winner per contested point: highest similarity, then lowest center index
+        # (pending is ascending, and the sort is stable).
+        order = torch.argsort(-score, stable=True)
+        prop_sorted = proposal[order]
+        unique_points, first_pos = _first_occurrence(prop_sorted)
+        winners = order[first_pos]
+        picked[pending[winners]] = unique_points
+        taken[unique_points] = True
+        keep = torch.ones(pending.numel(), dtype=torch.bool, device=device)
+        keep[winners] = False
+        pending, cand_idx, cand_sim = pending[keep], cand_idx[keep], cand_sim[keep]
+    return picked
+
+
+def _widen(tensor, width, fill=0):
+    if tensor.shape[1] >= width:
+        return tensor
+    pad = torch.full((tensor.shape[0], width - tensor.shape[1]), fill, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([tensor, pad], dim=1)
+
+
+def _first_occurrence(values):
+    """Unique values of a 1-D tensor and the position of each one's first occurrence."""
+    unique, inverse = torch.unique(values, return_inverse=True)
+    positions = torch.arange(values.numel(), device=values.device)
+    first = torch.full((unique.numel(),), values.numel(), dtype=torch.long, device=values.device)
+    first.scatter_reduce_(0, inverse, positions, reduce="amin")
+    return unique, first
+
+
+def _topk_free(points, centers, taken, depth, memory_budget):
+    """Top-``depth`` most similar free points of each center, scanning points in chunks."""
+    m = centers.shape[0]
+    best_sim = torch.full((m, depth), -float("inf"), dtype=points.dtype, device=points.device)
+    best_idx = torch.zeros((m, depth), dtype=torch.long, device=points.device)
+    step = rows_per_chunk(m, memory_budget, copies=2)
+    for start in range(0, points.shape[0], step):
+        block = centers @ points[start:start + step].T               # (M, chunk)
+        block.masked_fill_(taken[start:start + step].unsqueeze(0), -float("inf"))
+        kk = min(depth, block.shape[1])
+        sim, idx = block.topk(kk, dim=1)
+        merged_sim = torch.cat([best_sim, sim], dim=1)
+        merged_idx = torch.cat([best_idx, idx + start], dim=1)
+        top_sim, pos = merged_sim.topk(depth, dim=1)
+        best_sim, best_idx = top_sim, torch.gather(merged_idx, 1, pos)
+    return best_idx, best_sim

