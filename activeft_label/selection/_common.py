@@ -132,11 +132,14 @@ def coverage_distance(similarity):
 def unique_nearest(points, centers, excluded=None, memory_budget=DEFAULT_MEMORY_BUDGET, k=8):
     """Give every center its most similar point, no point twice.
 
-    Conflicts go to the center that is more similar to the contested point
-    (ties to the lower center index); the loser moves on to its next most
-    similar free point.  Each center keeps a short top-``k`` candidate list
-    that is refilled (with twice the length) only when it runs out, so the
-    full N×M similarity matrix is never sorted.
+    Pairs are settled greedily from the most similar (center, point) pair
+    down: each center takes its most similar point that no more similar
+    center took first.  It runs in rounds without a loop per center: every
+    open center proposes its best free point, and a proposal is settled when
+    that center is also the point's most similar open center (a locally
+    dominant pair, which the global greedy order would settle the same way).
+    Each center keeps a short top-``k`` candidate list, refilled (twice as
+    long) only when it runs out, so the N×M similarity matrix is never sorted.
 
     Parameters
     ----------
@@ -144,6 +147,10 @@ def unique_nearest(points, centers, excluded=None, memory_budget=DEFAULT_MEMORY_
     centers : Tensor (M, C), unit rows, M <= number of points not excluded
     excluded : BoolTensor (N,) or None
         Points that must not be picked (already labeled).
+    memory_budget : int
+        Bytes of similarity blocks held at once.
+    k : int, default=8
+        Initial length of each center's candidate list.
 
     Returns
     -------
@@ -175,18 +182,27 @@ def unique_nearest(points, centers, excluded=None, memory_budget=DEFAULT_MEMORY_
         rows = torch.arange(pending.numel(), device=device)
         proposal = cand_idx[rows, first]
         score = cand_sim[rows, first]
-        # Winner per contested point: highest similarity, then lowest center index
-        # (pending is ascending, and the sort is stable).
-        order = torch.argsort(-score, stable=True)
-        prop_sorted = proposal[order]
-        unique_points, first_pos = _first_occurrence(prop_sorted)
-        winners = order[first_pos]
-        picked[pending[winners]] = unique_points
-        taken[unique_points] = True
-        keep = torch.ones(pending.numel(), dtype=torch.bool, device=device)
-        keep[winners] = False
+        wins = _locally_dominant(points, centers[pending], proposal, memory_budget)
+        if not bool(wins.any()):
+            # Only exact ties can leave every proposal unsettled: settle the most similar pair.
+            wins[torch.argmax(score)] = True
+        # Two winners never share a point: each point has one most similar open center.
+        picked[pending[wins]] = proposal[wins]
+        taken[proposal[wins]] = True
+        keep = ~wins
         pending, cand_idx, cand_sim = pending[keep], cand_idx[keep], cand_sim[keep]
     return picked
+
+
+def _locally_dominant(points, open_centers, proposal, memory_budget):
+    """Which proposals come from the proposed point's most similar open center (first one on ties)."""
+    unique, inverse = torch.unique(proposal, return_inverse=True)
+    best_center = torch.empty(unique.numel(), dtype=torch.long, device=points.device)
+    step = rows_per_chunk(open_centers.shape[0], memory_budget, copies=2)
+    for start in range(0, unique.numel(), step):
+        block = points[unique[start:start + step]] @ open_centers.T   # (U, P)
+        best_center[start:start + step] = torch.argmax(block, dim=1)
+    return best_center[inverse] == torch.arange(proposal.numel(), device=points.device)
 
 
 def _widen(tensor, width, fill=0):
@@ -194,15 +210,6 @@ def _widen(tensor, width, fill=0):
         return tensor
     pad = torch.full((tensor.shape[0], width - tensor.shape[1]), fill, dtype=tensor.dtype, device=tensor.device)
     return torch.cat([tensor, pad], dim=1)
-
-
-def _first_occurrence(values):
-    """Unique values of a 1-D tensor and the position of each one's first occurrence."""
-    unique, inverse = torch.unique(values, return_inverse=True)
-    positions = torch.arange(values.numel(), device=values.device)
-    first = torch.full((unique.numel(),), values.numel(), dtype=torch.long, device=values.device)
-    first.scatter_reduce_(0, inverse, positions, reduce="amin")
-    return unique, first
 
 
 def _topk_free(points, centers, taken, depth, memory_budget):

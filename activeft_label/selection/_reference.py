@@ -36,7 +36,7 @@ def dense_optimize(points, budget, *, fixed=None, loss="released", temperature=0
     fixed = torch.zeros(0, dtype=torch.long, device=device) if fixed is None else \
         torch.as_tensor(fixed, dtype=torch.long, device=device)
     anchors = points[fixed]
-    theta = points[initial_centroids(points.shape[0], budget, fixed, seed, device)].clone().requires_grad_(True)
+    theta = points[initial_centroids(points, budget, fixed, seed)].clone().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     history = []
     for _ in range(iterations):
@@ -46,5 +46,5 @@ def dense_optimize(points, budget, *, fixed=None, loss="released", temperature=0
         optimizer.step()
         with torch.no_grad():
             theta.copy_(torch.nn.functional.normalize(theta, dim=1))
-        history.append(float(value))
+        history.append(float(value.detach()))
     return theta.detach(), history

@@ -84,7 +84,7 @@ def optimize_centroids(
     fixed = _as_index(fixed, device)
     anchors = points[fixed]
 
-    theta = points[initial_centroids(n, budget, fixed, seed, device)].clone()
+    theta = points[initial_centroids(points, budget, fixed, seed, memory_budget)].clone()
     theta.requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     grad_fn = _released_gradient if loss == "released" else _paper_gradient
@@ -106,14 +106,26 @@ def optimize_centroids(
     return theta.detach(), history
 
 
-def initial_centroids(n, budget, fixed, seed, device):
-    """B distinct random pool rows (never a fixed one), drawn with ``seed``."""
+def initial_centroids(points, budget, fixed, seed, memory_budget=DEFAULT_MEMORY_BUDGET):
+    """B distinct random pool rows (never a fixed one), drawn with ``seed``.
+
+    Without fixed rows the draw is uniform, as in the paper.  With fixed rows
+    (a later round) each row is drawn with probability proportional to its
+    squared distance to the nearest fixed row (k-means++ style): Adam moves
+    each centroid only a little, so centroids started inside well-labeled
+    regions would otherwise mostly stay there.
+    """
+    n = points.shape[0]
     rng = np.random.default_rng(seed)
-    candidates = np.arange(n)
-    if fixed.numel():
-        candidates = np.setdiff1d(candidates, fixed.cpu().numpy())
-    chosen = rng.choice(candidates, size=budget, replace=False)
-    return torch.as_tensor(chosen, dtype=torch.long, device=device)
+    if not fixed.numel():
+        chosen = rng.choice(n, size=budget, replace=False)
+    else:
+        _, sim = nearest(points, points[fixed], memory_budget)
+        weight = torch.clamp(2.0 - 2.0 * sim, min=0.0).double().cpu().numpy()
+        weight += 1e-12                       # every free row stays possible (duplicates of fixed ones too)
+        weight[fixed.cpu().numpy()] = 0.0
+        chosen = rng.choice(n, size=budget, replace=False, p=weight / weight.sum())
+    return torch.as_tensor(chosen, dtype=torch.long, device=points.device)
 
 
 def centroids_to_samples(points, theta, fixed=None, memory_budget=DEFAULT_MEMORY_BUDGET):
