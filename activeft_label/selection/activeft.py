@@ -34,8 +34,10 @@ import numpy as np
 import torch
 
 from ._common import DEFAULT_MEMORY_BUDGET, nearest, rows_per_chunk, unique_nearest
+from .assign import BoundedAssigner, DenseAssigner
 
 LOSS_FORMS = ("released", "paper")
+ASSIGNERS = {"bounded": BoundedAssigner, "dense": DenseAssigner}
 
 
 def optimize_centroids(
@@ -50,7 +52,9 @@ def optimize_centroids(
     balance=1.0,
     seed=0,
     memory_budget=DEFAULT_MEMORY_BUDGET,
+    assignment="bounded",
     progress=None,
+    stats=None,
 ):
     """Run the ActiveFT optimisation and return the final centroids.
 
@@ -69,8 +73,15 @@ def optimize_centroids(
         and the seed of the random initialisation.
     memory_budget : int
         Bytes of similarity blocks held at once.
+    assignment : {"bounded", "dense"}, default="bounded"
+        How each step finds every sample's nearest centroid: ``bounded``
+        skips samples whose bounds prove the assignment unchanged (exact,
+        see :mod:`.assign`); ``dense`` compares every sample with every
+        centroid.  Both give the same result up to floating-point ties.
     progress : callable(step, loss) or None
         Called after every step.
+    stats : dict or None
+        Filled with the assigner's work counters (rows kept, rows fully recomputed).
 
     Returns
     -------
@@ -88,12 +99,14 @@ def optimize_centroids(
     theta.requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     grad_fn = _released_gradient if loss == "released" else _paper_gradient
+    assigner = ASSIGNERS[assignment](points, memory_budget)
 
     history = []
     for step in range(iterations):
         with torch.no_grad():
             centers = torch.cat([theta.detach(), anchors]) if anchors.numel() else theta.detach()
-            value, grad = grad_fn(points, centers, budget, temperature, balance, memory_budget)
+            assign, sim = assigner(centers)
+            value, grad = grad_fn(points, centers, assign, sim, budget, temperature, balance, memory_budget)
             # Gradient through θ/‖θ‖ at unit norm: drop the radial part.
             grad -= (grad * centers[:budget]).sum(dim=1, keepdim=True) * centers[:budget]
         theta.grad = grad
@@ -103,6 +116,8 @@ def optimize_centroids(
         history.append(value)
         if progress is not None:
             progress(step, value)
+    if stats is not None:
+        stats.update(assigner.stats)
     return theta.detach(), history
 
 
@@ -143,7 +158,8 @@ def loss_value(points, centers, budget, loss="released", temperature=0.07, balan
     """The loss of centroids ``centers`` (free ones first, then fixed) without a step."""
     grad_fn = _released_gradient if loss == "released" else _paper_gradient
     with torch.no_grad():
-        return grad_fn(points, centers, budget, temperature, balance, memory_budget)[0]
+        assign, sim = DenseAssigner(points, memory_budget)(centers)
+        return grad_fn(points, centers, assign, sim, budget, temperature, balance, memory_budget)[0]
 
 
 def _as_index(fixed, device):
@@ -152,33 +168,26 @@ def _as_index(fixed, device):
     return torch.as_tensor(fixed, dtype=torch.long, device=device).reshape(-1)
 
 
-def _cluster_sums(points, centers, weights_fn, memory_budget):
-    """Σ_{i: c_i=j} w_i f_i and Σ_{i: c_i=j} w_i per center, plus Σ_i of a per-sample loss term.
-
-    ``weights_fn(similarity, assignment) -> (w, loss_terms)`` turns a chunk's
-    nearest-center similarities into per-sample weights and loss terms.
-    """
-    m, c = centers.shape
+def _cluster_sums(points, assign, m, weights, memory_budget):
+    """Σ_{i: c_i=j} w_i f_i and Σ_{i: c_i=j} w_i for every center j (w = 1 when ``weights`` is None)."""
+    c = points.shape[1]
     weighted = torch.zeros((m, c), dtype=points.dtype, device=points.device)
-    mass = torch.zeros(m, dtype=points.dtype, device=points.device)
-    total = torch.zeros((), dtype=torch.float64, device=points.device)
-    step = rows_per_chunk(m, memory_budget, copies=2)
+    step = rows_per_chunk(c, memory_budget, copies=2)
     for start in range(0, points.shape[0], step):
-        chunk = points[start:start + step]
-        assign, sim = nearest(chunk, centers, memory_budget)
-        w, terms = weights_fn(sim, assign)
-        weighted.index_add_(0, assign, chunk * w.unsqueeze(1) if w is not None else chunk)
-        mass.index_add_(0, assign, w if w is not None else torch.ones_like(sim))
-        total += terms.sum(dtype=torch.float64)
-    return weighted, mass, total
+        rows = slice(start, start + step)
+        chunk = points[rows] if weights is None else points[rows] * weights[rows].unsqueeze(1)
+        weighted.index_add_(0, assign[rows], chunk)
+    mass = torch.zeros(m, dtype=points.dtype, device=points.device)
+    mass.index_add_(0, assign, torch.ones_like(points[:, 0]) if weights is None else weights)
+    return weighted, mass
 
 
-def _paper_gradient(points, centers, budget, temperature, balance, memory_budget):
+def _paper_gradient(points, centers, assign, sim, budget, temperature, balance, memory_budget):
     n = points.shape[0]
     tau = temperature
-    weighted, _, total = _cluster_sums(points, centers, lambda sim, a: (None, sim), memory_budget)
+    weighted, _ = _cluster_sums(points, assign, centers.shape[0], None, memory_budget)
     grad = -weighted[:budget] / (n * tau)
-    value = -float(total) / (n * tau)
+    value = -float(sim.sum(dtype=torch.float64)) / (n * tau)
 
     # Regulariser 1/B Σ_j logsumexp_{k≠j}(θ_jᵀθ_k/τ) over free j, all k (fixed included).
     # ∂/∂θ_j = 1/(Bτ) [ Σ_k P_jk θ_k + Σ_{l free} P_lj θ_l ],  P = row softmax without the diagonal.
@@ -200,7 +209,7 @@ def _paper_gradient(points, centers, budget, temperature, balance, memory_budget
     return value, grad
 
 
-def _released_gradient(points, centers, budget, temperature, balance, memory_budget):
+def _released_gradient(points, centers, assign, sim, budget, temperature, balance, memory_budget):
     n = points.shape[0]
     tau = temperature
     m = centers.shape[0]
@@ -216,13 +225,9 @@ def _released_gradient(points, centers, budget, temperature, balance, memory_bud
             stop = min(start + step, budget)
             prob = torch.exp(logits[: stop - start] - lse[: stop - start].unsqueeze(1))
             attract[start:stop] = prob @ centers
-    log_balance = math.log(balance)
-
-    def weights(sim, assign):
-        # J_i = -(s_i/τ - log(exp(s_i/τ) + λR_c)) = softplus(log λR_c - s_i/τ);  w_i = 1 - q_i.
-        margin = log_balance + log_r[assign] - sim / tau
-        return torch.sigmoid(margin), torch.nn.functional.softplus(margin)
-
-    weighted, mass, total = _cluster_sums(points, centers, weights, memory_budget)
+    # J_i = -(s_i/τ - log(exp(s_i/τ) + λR_c)) = softplus(log λR_c - s_i/τ);  w_i = 1 - q_i = sigmoid(same).
+    margin = math.log(balance) + log_r[assign] - sim / tau
+    weighted, mass = _cluster_sums(points, assign, m, torch.sigmoid(margin), memory_budget)
     grad = (-weighted[:budget] + mass[:budget].unsqueeze(1) * attract) / (n * tau)
-    return float(total) / n, grad
+    value = float(torch.nn.functional.softplus(margin).sum(dtype=torch.float64)) / n
+    return value, grad
