@@ -246,5 +246,23 @@ def _report_skipped(skipped):
     say(f"Skipped {len(skipped)} unreadable item(s): {shown}{more}", err=True)
 
 
+def _register_tool_commands():
+    """Add the command groups of the tool connectors (their modules import the tools lazily)."""
+    import importlib
+
+    for module, name in (("activeft_label.cli_fiftyone", "fiftyone"), ("activeft_label.cli_labelstudio", "labelstudio"),
+                         ("activeft_label.cli_sync", "sync"), ("activeft_label.cli_evaluate", "evaluate")):
+        try:
+            group = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        main.add_command(group)
+
+
+_register_tool_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
