@@ -1,0 +1,248 @@
+"""The `activeft` command line: real files, real encoder, click's runner and one real subprocess."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+from activeft_label.cli import main
+
+
+def run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def clustered_npz(path, n=300, dim=32, clusters=10, seed=0, ids=True):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, dim))
+    labels = rng.integers(0, clusters, n)
+    x = (centers[labels] + 0.3 * rng.normal(size=(n, dim))).astype(np.float32)
+    arrays = {"features": x, "other": np.zeros(3)}
+    if ids:
+        arrays["ids"] = np.array([f"item-{k:04d}" for k in range(n)])
+    np.savez(path, **arrays)
+    return x, labels
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """24 small real PNG images in nested folders: 4 shapes × 2 colours × 3 sizes, plus a corrupt file."""
+    root = tmp_path_factory.mktemp("images")
+    (root / "sub" / "deeper").mkdir(parents=True)
+    k = 0
+    for shape in ["circle", "square", "triangle", "cross"]:
+        for colour in [(220, 30, 30), (30, 30, 220)]:
+            for size in [20, 30, 40]:
+                image = Image.new("RGB", (64, 64), "white")
+                draw = ImageDraw.Draw(image)
+                box = (32 - size // 2, 32 - size // 2, 32 + size // 2, 32 + size // 2)
+                if shape == "circle":
+                    draw.ellipse(box, fill=colour)
+                elif shape == "square":
+                    draw.rectangle(box, fill=colour)
+                elif shape == "triangle":
+                    draw.polygon([(box[0], box[3]), (box[2], box[3]), (32, box[1])], fill=colour)
+                else:
+                    draw.line((box[0], box[1], box[2], box[3]), fill=colour, width=6)
+                    draw.line((box[0], box[3], box[2], box[1]), fill=colour, width=6)
+                folder = root if k % 3 == 0 else root / "sub" if k % 3 == 1 else root / "sub" / "deeper"
+                image.save(folder / f"{shape}_{colour[0]}_{size}.png")
+                k += 1
+    (root / "sub" / "broken.png").write_bytes(b"this is not a png at all")
+    return root
+
+
+def test_select_features_npz_writes_a_ranked_csv(tmp_path):
+    x, _ = clustered_npz(tmp_path / "f.npz")
+    out = tmp_path / "picks.csv"
+    result = run(["select", str(tmp_path / "f.npz"), "--budget", "5%", "--iters", "60", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out)
+    assert list(rows[0].keys()) == ["rank", "index", "id", "path", "cluster_size"]
+    assert len(rows) == 15
+    assert [int(r["rank"]) for r in rows] == list(range(1, 16))
+    assert len({r["index"] for r in rows}) == 15
+    assert all(r["id"] == f"item-{int(r['index']):04d}" for r in rows)
+    assert all(r["path"] == "" for r in rows)
+    assert sum(int(r["cluster_size"]) for r in rows) == 300
+    assert "Selected 15 of 300 items with activeft" in result.output
+    assert "Coverage:" in result.output
+
+
+def test_select_npy_json_output_and_plot(tmp_path):
+    x, _ = clustered_npz(tmp_path / "f.npz")
+    np.save(tmp_path / "f.npy", x)
+    out = tmp_path / "picks.json"
+    plot = tmp_path / "map.png"
+    result = run(["select", str(tmp_path / "f.npy"), "-b", "12", "--method", "kmeans", "--out", str(out),
+                  "--plot", str(plot), "-q"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(out.read_text())
+    assert [r["rank"] for r in records] == list(range(1, 13))
+    assert all(r["id"] == str(r["index"]) for r in records)
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_same_seed_same_csv_and_loss_forms_differ(tmp_path):
+    clustered_npz(tmp_path / "f.npz")
+    for name, extra in [("a", []), ("b", []), ("c", ["--loss", "paper"])]:
+        result = run(["select", str(tmp_path / "f.npz"), "-b", "10", "--iters", "50", "-q",
+                      "--out", str(tmp_path / f"{name}.csv")] + extra)
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_second_round_with_labeled_file(tmp_path):
+    clustered_npz(tmp_path / "f.npz")
+    first = tmp_path / "round1.csv"
+    assert run(["select", str(tmp_path / "f.npz"), "-b", "10", "--iters", "40", "-q", "--out", str(first)]).exit_code == 0
+    labeled = tmp_path / "labeled.txt"
+    labeled.write_text("# round 1\n" + "\n".join(r["id"] for r in read_csv(first)) + "\n")
+    second = tmp_path / "round2.csv"
+    result = run(["select", str(tmp_path / "f.npz"), "-b", "10", "--iters", "40", "-q", "--labeled", str(labeled),
+                  "--out", str(second)])
+    assert result.exit_code == 0, result.output
+    assert "10 already labeled" in result.output
+    assert not {r["id"] for r in read_csv(first)} & {r["id"] for r in read_csv(second)}
+
+
+def test_select_image_folder_with_the_real_encoder(image_folder, tmp_path):
+    out = tmp_path / "sel.csv"
+    result = run(["select", str(image_folder), "-b", "6", "--iters", "50", "-q", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out)
+    assert len(rows) == 6
+    assert all(os.path.isfile(r["path"]) and os.path.isabs(r["path"]) for r in rows)
+    assert all(not os.path.isabs(r["id"]) and (image_folder / r["id"]).is_file() for r in rows)
+    assert "Skipped 1 unreadable item(s)" in result.output and "broken.png" in result.output
+    shapes = {os.path.basename(r["path"]).split("_")[0] for r in rows}
+    assert len(shapes) >= 3                     # diverse picks, not six of one kind
+
+
+def test_embed_then_select_from_features(image_folder, tmp_path):
+    feats = tmp_path / "feats.npz"
+    result = run(["embed", str(image_folder), "--out", str(feats), "-q"])
+    assert result.exit_code == 0, result.output
+    data = np.load(feats)
+    assert data["features"].shape == (24, 1280) and data["ids"].shape == (24,)
+    again = run(["embed", str(image_folder), "--out", str(tmp_path / "again.npz"), "-q"])
+    assert "(24 from cache)" in again.output
+    result = run(["select", str(feats), "-b", "4", "--iters", "30", "-q", "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 0
+    assert all(r["id"].endswith(".png") for r in read_csv(tmp_path / "s.csv"))
+
+
+def test_list_file_source(image_folder, tmp_path):
+    paths = sorted(str(p) for p in image_folder.rglob("*.png"))
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(paths[:10]) + "\n")
+    result = run(["select", str(listing), "-b", "3", "--iters", "20", "-q", "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 0, result.output
+    assert len(read_csv(tmp_path / "s.csv")) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-b", "0"], "at least 1"),
+    (["-b", "301"], "larger than the 300"),
+    (["-b", "0.1%"], "rounds to 0"),
+    (["-b", "ten"], "neither a count"),
+    (["-b", "5", "--out", "x.txt"], "must end in .csv or .json"),
+    (["-b", "5", "--out", "missing/x.csv"], "does not exist"),
+    (["-b", "5", "--plot", "map.gif"], "--plot"),
+    (["-b", "5", "--temperature", "0"], "temperature must be a number above 0"),
+    (["-b", "5", "--device", "tpu"], "unknown device"),
+    (["-b", "5", "--method", "magic"], "Invalid value for '--method'"),
+])
+def test_usage_errors_exit_2_with_one_message_and_write_nothing(tmp_path, monkeypatch, args, message):
+    clustered_npz(tmp_path / "f.npz")
+    monkeypatch.chdir(tmp_path)
+    result = run(["select", str(tmp_path / "f.npz"), "-q"] + args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: np.save(p / "bad.npy", np.array([[1.0, np.nan], [0.5, 0.5], [1, 1]])), "NaN or infinite"),
+    (lambda p: np.save(p / "bad.npy", np.array([[0.0, 0.0], [0.5, 0.5], [1, 1]])), "all-zero"),
+    (lambda p: np.save(p / "bad.npy", np.zeros((4, 3, 2))), "shape"),
+    (lambda p: np.savez(p / "bad.npz", feats=np.ones((4, 3))), "features"),
+    (lambda p: np.savez(p / "bad.npz", features=np.ones((4, 3)), ids=np.array(["a", "b"])), "ids"),
+])
+def test_bad_features_files(tmp_path, make, message):
+    make(tmp_path)
+    source = next(tmp_path.glob("bad.*"))
+    result = run(["select", str(source), "-b", "1", "-q", "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_empty_folder_and_missing_source(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run(["select", str(tmp_path / "empty"), "-b", "1", "-q", "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no images" in result.output.lower() or "empty" in result.output.lower()
+    result = run(["select", str(tmp_path / "nope"), "-b", "1"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_unknown_model_lists_close_matches(image_folder, tmp_path):
+    result = run(["select", str(image_folder), "-b", "2", "--model", "ViT-B-33", "-q", "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 2
+    assert "ViT-B-32" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_offline_pretrained_download_fails_fast_and_clearly(image_folder, tmp_path):
+    result = run(["select", str(image_folder), "-b", "2", "--model", "ViT-B-32", "--pretrained", "laion2b_s34b_b79k",
+                  "-q", "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 1
+    assert "--pretrained" in result.output and "efficientnet-lite0" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_help_reads_like_a_manual():
+    for args in [["--help"], ["select", "--help"], ["embed", "--help"], ["demo", "--help"]]:
+        result = run(args)
+        assert result.exit_code == 0
+    text = run(["select", "--help"]).output
+    for option in ["--budget", "--method", "--loss", "--iters", "--temperature", "--seed", "--device", "--out",
+                   "--plot", "--model", "--pretrained", "--labeled"]:
+        assert option in text
+
+
+def test_real_subprocess_on_a_folder(image_folder, tmp_path):
+    env = dict(os.environ, ACTIVEFT_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+    out = tmp_path / "sub.csv"
+    proc = subprocess.run([sys.executable, "-m", "activeft_label.cli", "select", str(image_folder), "-b", "25%",
+                           "--iters", "30", "-q", "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv(out)) == 6                # 25% of the 24 readable images
+    bad = subprocess.run([sys.executable, "-m", "activeft_label.cli", "select", str(image_folder), "-b", "0"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "at least 1" in bad.stderr
+
+
+def test_demo_on_a_small_pool(tmp_path):
+    result = run(["demo", "--workdir", str(tmp_path / "demo"), "--size", "120", "--budget", "6", "-q"])
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "demo" / "selection.csv")
+    assert len(rows) == 6
+    assert (tmp_path / "demo" / "map.png").stat().st_size > 1000
+    assert "coverage" in result.output and "vs random" in result.output
