@@ -246,3 +246,21 @@ def test_demo_on_a_small_pool(tmp_path):
     assert len(rows) == 6
     assert (tmp_path / "demo" / "map.png").stat().st_size > 1000
     assert "coverage" in result.output and "vs random" in result.output
+
+
+def test_evaluate_compares_methods_on_a_labeled_pool(tmp_path):
+    x, labels = clustered_npz(tmp_path / "f.npz", n=400, clusters=8)
+    np.save(tmp_path / "labels.npy", labels)
+    result = run(["evaluate", "--features", str(tmp_path / "f.npz"), "--labels", str(tmp_path / "labels.npy"),
+                  "-b", "16", "--methods", "activeft,random", "--seeds", "2", "--iters", "60",
+                  "--out", str(tmp_path / "trials.csv")])
+    assert result.exit_code == 0, result.output
+    assert "| activeft |" in result.output and "| random |" in result.output
+    rows = read_csv(tmp_path / "trials.csv")
+    assert len(rows) == 4 and {r["method"] for r in rows} == {"activeft", "random"}
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    # Well-separated clusters: a diverse selection of 16 finds nearly all 8 classes.
+    assert min(int(r["classes"]) for r in rows if r["method"] == "activeft") >= 7
+    bad = run(["evaluate", "--features", str(tmp_path / "f.npz"), "--labels", str(tmp_path / "labels.npy"),
+               "-b", "16", "--methods", "magic"])
+    assert bad.exit_code == 2 and "unknown method" in bad.output
