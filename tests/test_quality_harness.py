@@ -21,7 +21,7 @@ def test_quality_benchmark_runs_end_to_end(tmp_path):
              test_labels=test_y)
     out, plot = tmp_path / "QUALITY.md", tmp_path / "quality.png"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "selection_quality.py"), "--quick",
-                           "--features", str(tmp_path / "tiny.npz"), "--out", str(out), "--plot", str(plot)],
+                           "--taus", "0.07,0.2", "--features", str(tmp_path / "tiny.npz"), "--out", str(out), "--plot", str(plot)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = out.read_text()

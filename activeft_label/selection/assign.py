@@ -5,15 +5,16 @@ Both return, for every sample, the index of its most similar centroid and
 that similarity computed the same way (a row-wise dot product), so when they
 agree on the assignment the optimizer's trajectory is bit-for-bit the same.
 
-The bounded pass (in the style of Hamerly's k-means) keeps per sample an
-upper bound on its similarity to every centroid but its own.  A centroid that
-moved by δ changes a unit sample's similarity by at most δ, so after a step
-the bound grows by the largest centroid move; summed over steps this is a
-path length, kept as one running total so that each sample's bound stays
-valid whenever it was last refreshed.  Each step computes every sample's
-exact similarity to its current centroid (one dot product per sample); where
-that beats the bound the assignment provably stands, and only the other
-samples are compared with all centroids (which refreshes their bound).
+The bounded pass (in the style of Hamerly's and Yinyang k-means) keeps per
+sample and per group of centroids an upper bound on its similarity to the
+group's centroids other than its own.  A centroid that moved by δ changes a
+unit sample's similarity by at most δ, so after a step a group's bounds grow
+by the group's largest move; summed over steps this is a path length, kept as
+one running total per group so that each sample's bounds stay valid
+whenever it was last refreshed.  Each step computes every sample's exact
+similarity to its current centroid (one dot product per sample); where that
+beats all its group bounds the assignment provably stands, and only the
+other samples are compared with all centroids (which refreshes their bounds).
 
 The result is exact: equal to the dense pass up to floating-point ties.
 
@@ -59,29 +60,61 @@ class DenseAssigner:
         return assign, rowwise_similarity(self.points, centers, assign, self.memory_budget)
 
 
-class BoundedAssigner:
-    """Exact nearest centroids that skip samples whose bounds prove nothing changed."""
+def group_centroids(centers, groups, iterations=5):
+    """Deterministic spherical k-means of the centroids into ``groups`` groups: (group index per centroid)."""
+    m = centers.shape[0]
+    groups = max(1, min(groups, m))
+    seeds = torch.linspace(0, m - 1, groups, device=centers.device).round().long()
+    means = centers[seeds].clone()
+    label = torch.zeros(m, dtype=torch.long, device=centers.device)
+    for _ in range(iterations):
+        label = torch.argmax(centers @ means.T, dim=1)
+        sums = torch.zeros_like(means).index_add_(0, label, centers)
+        empty = torch.linalg.vector_norm(sums, dim=1) == 0
+        sums[empty] = means[empty]
+        means = torch.nn.functional.normalize(sums, dim=1)
+    return label
 
-    def __init__(self, points, memory_budget=DEFAULT_MEMORY_BUDGET):
+
+class BoundedAssigner:
+    """Exact nearest centroids that skip samples whose bounds prove nothing changed.
+
+    The centroids are split once into ``groups`` spatial groups (Yinyang
+    k-means style).  Per sample and group it keeps an upper bound on the
+    similarity to the group's centroids (its own excluded); a group's bounds
+    grow by that group's largest move, so far or calm groups keep their slack
+    while one fast centroid elsewhere would stall a single global bound.
+    """
+
+    def __init__(self, points, memory_budget=DEFAULT_MEMORY_BUDGET, groups=None):
         self.points = points
         self.memory_budget = memory_budget
+        self.groups = groups
         self.previous = None
-        self.path = 0.0                    # Σ over steps of the largest centroid move (+ slack)
+        self.label = None                  # group of each centroid
+        self.path = None                   # per group: Σ over steps of its largest move (+ slack)
         n = points.shape[0]
         self.assign = torch.zeros(n, dtype=torch.long, device=points.device)
-        self.second = torch.zeros(n, dtype=points.dtype, device=points.device)  # 2nd-best bound minus path
+        self.bound = None                  # (N, G): bound on other centroids of each group, minus path
         self.stats = {"steps": 0, "kept": 0, "full_rows": 0}
 
     def __call__(self, centers):
         n = self.points.shape[0]
         if self.previous is None or self.previous.shape != centers.shape:
+            m = centers.shape[0]
+            g = self.groups or max(1, min(64, m // 10))
+            self.label = group_centroids(centers, g)
+            g = int(self.label.max()) + 1
+            self.path = torch.zeros(g, dtype=self.points.dtype, device=self.points.device)
+            self.bound = torch.empty((n, g), dtype=self.points.dtype, device=self.points.device)
             self._refresh(torch.arange(n, device=self.points.device), centers)
             sim = rowwise_similarity(self.points, centers, self.assign, self.memory_budget)
         else:
-            move = torch.linalg.vector_norm(centers - self.previous, dim=1).max()
-            self.path += float(move) + _SLACK
+            move = torch.linalg.vector_norm(centers - self.previous, dim=1)
+            group_move = torch.zeros_like(self.path).scatter_reduce_(0, self.label, move, reduce="amax")
+            self.path += group_move + _SLACK
             sim = rowwise_similarity(self.points, centers, self.assign, self.memory_budget)
-            doubt = torch.nonzero(sim <= self.second + self.path).squeeze(1)
+            doubt = torch.nonzero(sim <= self._others_bound()).squeeze(1)
             self.stats["kept"] += n - doubt.numel()
             if doubt.numel():
                 before = self.assign[doubt]
@@ -94,17 +127,26 @@ class BoundedAssigner:
         self.stats["steps"] += 1
         return self.assign, sim
 
+    def _others_bound(self):
+        """Upper bound on every sample's similarity to any centroid but its own, in row chunks."""
+        n = self.points.shape[0]
+        out = torch.empty(n, dtype=self.points.dtype, device=self.points.device)
+        step = rows_per_chunk(self.bound.shape[1], self.memory_budget, copies=2)
+        for start in range(0, n, step):
+            out[start:start + step] = (self.bound[start:start + step] + self.path).max(dim=1).values
+        return out
+
     def _refresh(self, rows, centers):
-        """All centroids for ``rows``: their nearest centroid and a fresh second-best bound."""
+        """All centroids for ``rows``: their nearest centroid and fresh per-group bounds."""
         self.stats["full_rows"] += rows.numel()
-        m = centers.shape[0]
-        step = rows_per_chunk(m, self.memory_budget, copies=2)
+        m, g = centers.shape[0], self.path.shape[0]
+        step = rows_per_chunk(m, self.memory_budget, copies=3)
         for start in range(0, rows.numel(), step):
             part = rows[start:start + step]
             block = self.points[part] @ centers.T
-            if m > 1:
-                top, idx = block.topk(2, dim=1)
-                self.assign[part], self.second[part] = idx[:, 0], top[:, 1] - self.path
-            else:
-                self.assign[part] = 0
-                self.second[part] = -2.0 - self.path
+            best = torch.argmax(block, dim=1)
+            self.assign[part] = best
+            block[torch.arange(part.numel(), device=block.device), best] = -2.0
+            per_group = torch.full((part.numel(), g), -2.0, dtype=block.dtype, device=block.device)
+            per_group.scatter_reduce_(1, self.label.expand(part.numel(), m), block, reduce="amax")
+            self.bound[part] = per_group - self.path
