@@ -119,7 +119,7 @@ def main():
     labels = [m for m in METHODS if m != "activeft"] + [f"activeft ({loss})" for loss in LOSSES]
     labels += [f"activeft ({loss}, τ=0.07)" for loss in LOSSES if taus[loss] != 0.07]
     table = markdown_table(summary, counts, labels, pool_x.shape[0])
-    coverage = markdown_table({k: {"accuracy_mean": v["coverage_mean"] / 100, "accuracy_std": v["coverage_std"] / 100}
+    coverage = markdown_table({k: {"accuracy_mean": v["coverage_mean"], "accuracy_std": v["coverage_std"]}
                                for k, v in summary.items()}, counts, labels, pool_x.shape[0]).replace(
         "| method |", "| method (coverage, lower is better) |")
     elapsed = time.perf_counter() - started
@@ -156,6 +156,7 @@ def plot(summary, counts, labels, pool_size, path):
     ax.set_xscale("log")
     ax.set_xticks(xs)
     ax.set_xticklabels([f"{x:.1f}%" for x in xs])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("labeled share of the pool")
     ax.set_ylabel("linear-probe accuracy (%)")
     ax.set_title("Fashion-MNIST, EfficientNet-Lite0 features")
