@@ -15,3 +15,18 @@ def _activeft_cache_dir(tmp_path, monkeypatch):
     cache = tmp_path / "activeft-cache"
     monkeypatch.setenv("ACTIVEFT_CACHE_DIR", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module whose tests run many tiny selections next to servers.
+
+    On a busy 2-core machine two torch threads oversubscribe the cores and the
+    optimizer's many small steps were measured ~20-50× slower than with one.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,15 +26,8 @@ from activeft_label.embeddings import embed_images  # noqa: E402
 N_IMAGES = 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One torch thread: on a busy 2-core machine the optimizer's many tiny steps are ~50x slower with two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread for this module (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
