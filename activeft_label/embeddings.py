@@ -708,7 +708,6 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         spec = _resolve(model, pretrained)
         name, weights = spec.name, spec.weights
 
-    n = len(paths)
     display = []
     skipped = {}
     keys = []  # (position, abs path bytes, size, mtime_ns, path for reading)

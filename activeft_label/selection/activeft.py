@@ -28,7 +28,6 @@ plain autograd on the dense loss.
 """
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -90,7 +89,6 @@ def optimize_centroids(
     """
     if loss not in LOSS_FORMS:
         raise ValueError(f"loss must be one of {LOSS_FORMS}, got {loss!r}")
-    n = points.shape[0]
     device = points.device
     fixed = _as_index(fixed, device)
     anchors = points[fixed]
