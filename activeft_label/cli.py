@@ -95,13 +95,18 @@ def common_options(command):
     return command
 
 
-def selection_options(command):
-    """Options of the selection itself, shared by every command that selects."""
+def selection_options(command=None, *, budget_required=True, budget_help=None):
+    """Options of the selection itself, shared by every command that selects.
+
+    Use as ``@selection_options``, or ``@selection_options(budget_required=False, budget_help=...)``.
+    """
+    if command is None:
+        return lambda cmd: selection_options(cmd, budget_required=budget_required, budget_help=budget_help)
     from .selection import DEFAULT_LOSS, LOSS_FORMS, METHODS
 
     options = [
-        click.option("--budget", "-b", required=True, metavar="N|P%",
-                     help="How many items to select: a count (300) or a percentage of the pool (1%)."),
+        click.option("--budget", "-b", required=budget_required, metavar="N|P%",
+                     help=budget_help or "How many items to select: a count (300) or a percentage of the pool (1%)."),
         click.option("--method", type=click.Choice(METHODS), default="activeft", show_default=True,
                      help="activeft, or a baseline to compare with."),
         click.option("--loss", type=click.Choice(LOSS_FORMS), default=DEFAULT_LOSS, show_default=True,

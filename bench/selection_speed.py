@@ -115,11 +115,15 @@ def main():
                         help="steps for scaling cases with N·B ≥ 1e9 (time per step and peak memory)")
     parser.add_argument("--only-scaling", action="store_true")
     parser.add_argument("--max-scaling-work", type=float, default=1e10,
-                        help="skip scaling cases with N·B above this (1M × 5% needs hours per step on 2 cores)")
+                        help="skip scaling cases with N·B above this (1M × 5%% needs hours per step on 2 cores)")
+    parser.add_argument("--budgets", default=None,
+                        help="comma-separated budgets at N = 50,000 (default 1000,2500,5000)")
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     args = parser.parse_args()
 
     n, budgets = (5000, [100, 250]) if args.quick else (50000, [1000, 2500, 5000])
+    if args.budgets:
+        budgets = [int(b) for b in args.budgets.split(",") if b]
     full_ref = {int(b) for b in args.full_reference_budgets.split(",") if b}
     points = clustered_features(n, 384, clusters=max(10, n // 250))
     lines = [f"\n## Selection speed — {datetime.date.today().isoformat()}\n",

@@ -70,7 +70,7 @@ _PROGRESS_CHUNK = 64
 
 __all__ = ["DEFAULT_TAG", "DEFAULT_RANK_FIELD", "DEFAULT_RUN_NAME", "FiftyOnePool", "Preview", "SelectionSummary",
            "resolve_view", "preview", "pull", "push", "write_embeddings", "select_samples", "get_run", "list_runs",
-           "embedding_fields", "label_fields"]
+           "embedding_fields", "label_fields", "LabelWriteReport", "write_labels", "check_label_field"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -751,7 +751,7 @@ def _json_ready(value):
 
 
 def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD, run_name=DEFAULT_RUN_NAME,
-         budget=None, extra=None):
+         budget=None, extra=None, rank_offset=0):
     """Write a selection back to the dataset.
 
     Parameters
@@ -772,12 +772,16 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
         The budget as the user gave it (recorded).
     extra : dict, optional
         More JSON-ready facts to record in the run config.
+    rank_offset : int, default=0
+        Ranks start at ``rank_offset + 1`` (a later round queued after the
+        samples of earlier rounds).
 
     Returns
     -------
     SelectionSummary
     """
     dataset = _root(collection)
+    rank_offset = int(rank_offset)
     report = preview(collection, budget=1, tag=tag, rank_field=rank_field, run_name=run_name)
     report.problems.pop("budget", None)
     report.problems.pop("view_target", None)
@@ -785,7 +789,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     order = np.argsort(result.ranks, kind="stable")
     selected_rows = np.asarray(result.indices)[order]
     selected = [pool.sample_ids[int(i)] for i in selected_rows]
-    ranks = {sid: rank for rank, sid in enumerate(selected, start=1)}
+    ranks = {sid: rank for rank, sid in enumerate(selected, start=rank_offset + 1)}
     fixed_ids = {pool.sample_ids[int(i)] for i in pool.fixed}
 
     previous = get_run(dataset, run_name) or {}
@@ -834,6 +838,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
         "fixed": int(len(fixed_ids)), "skipped": len(pool.skipped), "embeddings": pool.embeddings,
         "embeddings_field": pool.embeddings_field, "model": pool.model, "weights": pool.weights,
         "coverage": float(result.coverage), "params": params, "elapsed_s": round(float(result.elapsed), 3),
+        "rank_offset": rank_offset,
     }
     config.update(extra or {})
     config = _json_ready(config)
@@ -841,7 +846,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     run_config = collection.init_run(method=method, **config)
     collection.register_run(run_name, run_config, overwrite=True, cleanup=False)
     results = collection.init_run_results(
-        run_name, sample_ids=selected, ranks=list(range(1, len(selected) + 1)),
+        run_name, sample_ids=selected, ranks=list(range(rank_offset + 1, rank_offset + len(selected) + 1)),
         cluster_sizes=[int(s) for s in np.asarray(result.cluster_sizes)[order]], tagged_ids=tagged_ids,
         fixed_ids=sorted(fixed_ids))
     collection.save_run_results(run_name, results, overwrite=True, cache=False)
@@ -865,13 +870,120 @@ def write_embeddings(collection, pool, field_name):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Labels from an annotation tool
+
+
+@dataclass
+class LabelWriteReport:
+    """What :func:`write_labels` did: sample ids ``written``, ``unchanged``, ``conflicts`` (kept as they were:
+    another label is there and ``overwrite`` was off) and ``missing`` (no such sample in the dataset)."""
+
+    written: list = field(default_factory=list)
+    unchanged: list = field(default_factory=list)
+    conflicts: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+
+
+def _label_content(label):
+    """A label as a plain dict without its (random) ids, for comparing contents."""
+    if label is None:
+        return None
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("_id", "id")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(label.to_dict())
+
+
+def check_label_field(collection, field_name, label_type, reserved=()):
+    """InputError unless ``field_name`` can hold labels of ``label_type`` (absent, or a field of that type)."""
+    dataset = _root(collection)
+    message = _check_identifier("label field", field_name, "--label-field")
+    if message:
+        raise InputError(message)
+    if "." in field_name or field_name.startswith("_"):
+        raise InputError(f"--label-field {field_name!r} must be a top-level field name (no dots, no leading "
+                         f"underscore)")
+    if field_name in _RESERVED_FIELDS or field_name in reserved:
+        raise InputError(f"--label-field {field_name!r} is a field FiftyOne or activeft manages; choose another name")
+    schema = dataset.get_field_schema()
+    if field_name not in schema:
+        return
+    existing = schema[field_name]
+    document_type = getattr(existing, "document_type", None)
+    if not isinstance(existing, fo.EmbeddedDocumentField) or document_type is not label_type:
+        what = document_type.__name__ if document_type is not None else type(existing).__name__
+        raise InputError(f"field {field_name!r} of dataset {dataset.name!r} holds {what}, not "
+                         f"{label_type.__name__}; choose another --label-field")
+
+
+def write_labels(collection, field_name, labels, *, overwrite=False):
+    """Write labels to samples by sample id, never replacing a different label unless ``overwrite``.
+
+    Parameters
+    ----------
+    collection : Dataset or DatasetView
+    field_name : str
+        The label field (created when absent; an existing one must hold the
+        same label type, see :func:`check_label_field`).
+    labels : dict {sample id: fo.Label}
+        All of one label type.
+    overwrite : bool, default=False
+        Replace labels that differ from the new ones.  Without it such
+        samples are left as they are and listed in ``conflicts``.
+
+    Returns
+    -------
+    LabelWriteReport
+        A label equal in content to the one already there counts as
+        ``unchanged`` and is not written again.
+    """
+    dataset = _root(collection)
+    report = LabelWriteReport()
+    if not labels:
+        return report
+    types = {type(label) for label in labels.values()}
+    if len(types) != 1:
+        raise InputError(f"labels of several types ({', '.join(sorted(t.__name__ for t in types))}) for one field")
+    check_label_field(dataset, field_name, types.pop())
+    wanted = list(labels)
+    present = dataset.select(wanted)
+    has_field = field_name in dataset.get_field_schema()
+    if has_field:
+        ids, current = present.values(["id", field_name])
+    else:
+        ids, current = present.values("id"), None
+    found = set(ids)
+    report.missing = [sid for sid in wanted if sid not in found]
+    existing = dict(zip(ids, current)) if has_field else {}
+    write = {}
+    for sid in ids:
+        new, old = labels[sid], existing.get(sid)
+        if old is not None and _label_content(old) == _label_content(new):
+            report.unchanged.append(sid)
+        elif old is not None and not overwrite:
+            report.conflicts.append(sid)
+        else:
+            write[sid] = new
+    if write:
+        dataset.set_values(field_name, write, key_field="id")
+    report.written = list(write)
+    return report
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The whole job
 
 
 def select_samples(collection, budget, *, method="activeft", embeddings_field=None, model=None, pretrained=None,
                    store_embeddings=None, exclude_labeled=None, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD,
                    run_name=DEFAULT_RUN_NAME, loss=None, temperature=0.07, lr=1e-3, iterations=300, seed=0,
-                   device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False):
+                   device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False, rank_offset=0,
+                   extra=None):
     """Select samples of a dataset or view to annotate, and write the selection back.
 
     Parameters
@@ -900,6 +1012,10 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
         Passed to :func:`activeft_label.embeddings.embed_images`.
     progress : bool or callable, default=False
         ``True`` shows progress bars; a callable gets ``(fraction, message)``.
+    rank_offset : int, default=0
+        See :func:`push`.
+    extra : dict, optional
+        More JSON-ready facts to record in the run config.
 
     Returns
     -------
@@ -947,7 +1063,8 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
     if store_embeddings:
         write_embeddings(collection, pool, store_embeddings)
     summary = push(collection, pool, result, tag=tag, rank_field=rank_field, run_name=run_name, budget=budget,
-                   extra={"store_embeddings": store_embeddings or None, "exclude_labeled": exclude_labeled or None})
+                   rank_offset=rank_offset, extra={"store_embeddings": store_embeddings or None,
+                                                   "exclude_labeled": exclude_labeled or None, **(extra or {})})
     summary.elapsed = time.perf_counter() - started
     report(1.0, f"selected {summary.count} samples")
     return summary

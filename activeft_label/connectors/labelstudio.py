@@ -71,7 +71,8 @@ __all__ = [
     "ID_FIELD", "RANK_FIELD", "VIEW_TITLE", "MODEL_VERSION", "Connection", "LabelStudioPool", "PushReport",
     "connect", "get_project", "find_project", "pull_tasks", "image_field", "embed_tasks", "pull_project",
     "push_view", "push_project", "ensure_priority_view", "label_config", "create_project", "upload_images",
-    "prioritize", "setup_project", "parse_labels", "project_url", "stable_id",
+    "prioritize", "setup_project", "parse_labels", "project_url", "stable_id", "open_project", "push_images",
+    "label_controls", "TaskAnnotation", "export_tasks", "read_annotations", "SUPPORTED_CONTROLS",
 ]
 
 #: Task data field holding the source item's stable id.
@@ -814,8 +815,9 @@ class PushReport:
     ``cleared`` (tasks of an earlier selection whose rank was removed),
     ``predictions`` (priority predictions written or changed), ``uploaded``
     (image files uploaded), ``url`` (the view in the browser),
-    ``warnings`` and ``images`` (how a setup brought the images in:
-    ``"upload"`` or ``"local-files"``).
+    ``warnings``, ``images`` (how a setup brought the images in:
+    ``"upload"`` or ``"local-files"``) and ``task_ids`` ({stable id: task
+    id} of the pushed items, for :func:`push_project` and :func:`push_images`).
     """
 
     project_id: int
@@ -829,6 +831,7 @@ class PushReport:
     url: str = ""
     warnings: list = field(default_factory=list)
     images: str = ""
+    task_ids: dict = field(default_factory=dict)
 
 
 def _existing_by_id(conn, project_id):
@@ -1065,6 +1068,7 @@ def push_project(conn, project_id, items, *, batch_size=IMPORT_BATCH, prediction
                                 f"run the command again")
         wanted[task["id"]] = (int(item["rank"]), str(item["id"]))
         extra[task["id"]] = item["data"]
+        report.task_ids[str(item["id"])] = int(task["id"])
     updates, report.cleared, unchanged = _plan(all_tasks, wanted, extra)
     _patch_many(conn, updates, "Updating tasks", progress)
     report.updated = len(updates) - report.cleared
@@ -1116,6 +1120,154 @@ def _create_once(conn, what, send, still_missing, pending):
         pending = still_missing(pending)
         if not pending:
             return
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading annotations
+
+
+#: Control tags whose results :func:`read_annotations` understands, and the kind of label each gives.
+SUPPORTED_CONTROLS = {"Choices": "classification", "RectangleLabels": "detection"}
+
+
+def label_controls(config):
+    """The Choices / RectangleLabels controls of a label config.
+
+    Returns a list of ``{"name", "tag", "kind", "labels", "multiple"}``
+    (``kind``: ``"classification"`` or ``"detection"``; ``multiple``: a
+    Choices control with ``choice="multiple"``).
+    """
+    try:
+        root = ET.fromstring(config or "<View/>")
+    except ET.ParseError as exc:
+        raise InputError(f"the project's label config is not valid XML ({exc})") from None
+    controls = []
+    for element in root.iter():
+        if element.tag in SUPPORTED_CONTROLS and element.get("name"):
+            item = "Choice" if element.tag == "Choices" else "Label"
+            controls.append({"name": element.get("name"), "tag": element.tag, "kind": SUPPORTED_CONTROLS[element.tag],
+                             "labels": [child.get("value") for child in element.iter(item) if child.get("value")],
+                             "multiple": element.get("choice") == "multiple"})
+    return controls
+
+
+@dataclass
+class TaskAnnotation:
+    """The annotation of one task that counts, in tool-neutral form.
+
+    Attributes
+    ----------
+    task_id : int
+    stable_id : str or None
+        The task's ``activeft_id`` (None for tasks activeft did not write).
+    annotation_id : int or None
+        The annotation chosen (None when every annotation was cancelled).
+    updated_at : str or None
+    annotations : int
+        Annotations of the task that were not cancelled.
+    cancelled : int
+        Cancelled ("skipped") annotations of the task.
+    choices : list of str
+        Choices of the control (classification).
+    boxes : list of (label, x, y, width, height)
+        Rectangles, relative to the image (0..1, top-left corner), converted
+        from Label Studio's percentages.
+    problems : list of str
+        Results that could not be converted (rotated boxes, unknown labels).
+    """
+
+    task_id: int
+    stable_id: str = None
+    annotation_id: int = None
+    updated_at: str = None
+    annotations: int = 0
+    cancelled: int = 0
+    choices: list = field(default_factory=list)
+    boxes: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+
+def export_tasks(conn, project_id):
+    """Every task of a project with its annotations, in one request (Label Studio's JSON export)."""
+    answer = _request(conn, "GET", f"/api/projects/{int(project_id)}/export",
+                      f"export the annotations of project {project_id}",
+                      params={"exportType": "JSON", "download_all_tasks": "true"})
+    if not isinstance(answer, list):
+        raise ActiveFTError(f"unexpected export from {conn.url} for project {project_id}: not a list of tasks")
+    return answer
+
+
+def _latest(annotations):
+    """The annotation that counts: the latest non-cancelled one (last updated, then highest id)."""
+    live = [a for a in annotations if not a.get("was_cancelled")]
+    if not live:
+        return None
+    return max(live, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), int(a.get("id") or 0)))
+
+
+def read_annotations(conn, project_id, control, tasks=None):
+    """The annotation that counts of every annotated task, converted for ``control``.
+
+    Parameters
+    ----------
+    conn : Connection
+    project_id : int
+    control : dict
+        One entry of :func:`label_controls` (its ``name`` selects the results read).
+    tasks : list of dict, optional
+        What :func:`export_tasks` returned, when the caller has it already.
+
+    Returns
+    -------
+    list of TaskAnnotation
+        One per task that has at least one annotation, cancelled ones
+        included (``annotation_id`` None).  Of several annotations of a task,
+        the latest non-cancelled one counts (by ``updated_at``, then id);
+        cancelled annotations ("skip") never count.
+    """
+    out = []
+    known = set(control.get("labels") or ())
+    for task in export_tasks(conn, project_id) if tasks is None else tasks:
+        annotations = task.get("annotations") or []
+        if not annotations:
+            continue
+        data = task.get("data") or {}
+        stable = data.get(ID_FIELD)
+        chosen = _latest(annotations)
+        record = TaskAnnotation(task_id=int(task["id"]), stable_id=None if stable in (None, "") else str(stable),
+                                annotations=sum(1 for a in annotations if not a.get("was_cancelled")),
+                                cancelled=sum(1 for a in annotations if a.get("was_cancelled")))
+        if chosen is not None:
+            record.annotation_id = int(chosen["id"])
+            record.updated_at = chosen.get("updated_at") or chosen.get("created_at")
+            for result in chosen.get("result") or []:
+                if result.get("from_name") != control["name"]:
+                    continue
+                _convert(result, control, known, record)
+        out.append(record)
+    return out
+
+
+def _convert(result, control, known, record):
+    value = result.get("value") or {}
+    if control["tag"] == "Choices":
+        for choice in value.get("choices") or []:
+            if known and choice not in known:
+                record.problems.append(f"choice {choice!r} is not in the label config")
+            record.choices.append(str(choice))
+        return
+    labels = value.get("rectanglelabels") or []
+    try:
+        x, y, w, h = (float(value[k]) / 100.0 for k in ("x", "y", "width", "height"))
+    except (KeyError, TypeError, ValueError):
+        record.problems.append("a rectangle without x/y/width/height")
+        return
+    if abs(float(value.get("rotation") or 0.0)) > 1e-6:
+        # FiftyOne boxes are axis-aligned; an enclosing box would silently grow the object.
+        record.problems.append(f"a rectangle rotated by {value.get('rotation')} degrees (left out)")
+        return
+    for label in labels or [None]:
+        record.boxes.append((label, x, y, w, h))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1199,78 +1351,82 @@ def _local_files_refs(conn, project_id, paths, document_root):
     return ["/data/local-files/?d=" + urllib.parse.quote(os.path.relpath(p, root)) for p in real]
 
 
-def setup_project(conn, title, labels, pool, result, *, task="classification", images="auto", document_root=None,
-                  batch_size=IMPORT_BATCH, progress=True):
-    """Create (or complete) a project that holds a selection of local images in priority order.
+def open_project(conn, title, labels, task="classification", description=""):
+    """The project titled ``title`` with the label config of ``labels``/``task``, created when there is none.
 
-    Parameters
-    ----------
-    conn : Connection
-    title : str
-        Project title.  A project with this exact title and the same label
-        config is completed instead of created again (so the command can be
-        re-run after a failure); one with another config is an error.
-    labels : str or list of str
-        Label names.
-    pool : activeft_label.pool.Pool
-        The local items (``ids``, ``paths``).
-    result : SelectionResult
-        The selection over ``pool``.
-    task : {"classification", "detection"}
-        Choices or RectangleLabels.
-    images : {"auto", "upload", "local-files"}
-        How the server gets the images: uploaded, or served from local-files
-        storage (the images must lie under ``document_root``, the server's
-        ``LOCAL_FILES_DOCUMENT_ROOT``).  ``auto`` uses local files when
-        ``document_root`` is given and holds the images, else uploads.
-    document_root : str, optional
-    batch_size : int, default=500
-    progress : bool, default=True
-
-    Returns
-    -------
-    PushReport
+    A project with this exact title and the same label config is reused (so
+    a command can be re-run after a failure); one with another config is an
+    :class:`InputError`.  Returns the project as a dict.
     """
-    if images not in ("auto", "upload", "local-files"):
-        raise InputError(f"images must be 'auto', 'upload' or 'local-files', got {images!r}")
-    if pool.paths is None:
-        raise InputError("a features file has no images to put in Label Studio; give a folder or a list of images")
     if len(title.strip()) < 3:
         raise InputError(f"project title {title!r} is too short; Label Studio needs at least 3 characters")
     config = label_config(labels, task)
-    warnings = []
-    if images == "local-files" and not document_root:
-        raise InputError("--images local-files needs --document-root (the server's "
-                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
-    selected = [int(row) for row in result.ranked_indices]
-    automatic = images == "auto"
-    if images == "auto":
-        images = "upload"
-        if document_root:
-            root = os.path.realpath(document_root)
-            if all(os.path.commonpath([root, os.path.realpath(pool.paths[r])]) == root for r in selected):
-                images = "local-files"
-
     existing = find_project(conn, title)
     if existing:
         project = existing[0]
         if _normalize_config(project.get("label_config")) != _normalize_config(config):
             raise InputError(f"a project titled {title!r} already exists ({project_url(conn, project['id'])}) with "
                              f"another label config; choose another --title")
-    else:
-        project = create_project(conn, title, config, description=(
-            f"ActiveFT selection of {len(selected)} of {len(pool)} images, imported in priority order "
-            f"(view '{VIEW_TITLE}' lists them by rank)."))
-    project_id = int(project["id"])
+        return project
+    return create_project(conn, title, config, description=description)
+
+
+def push_images(conn, project_id, entries, *, images="auto", document_root=None, batch_size=IMPORT_BATCH,
+                field=IMAGE_FIELD, progress=True):
+    """Put ranked local images into a project as tasks, idempotently; the queue is exactly ``entries``.
+
+    Parameters
+    ----------
+    conn : Connection
+    project_id : int
+    entries : list of dict
+        ``{"id": stable id, "rank": int, "path": local image file}``.  Tasks
+        that already carry an entry's ``activeft_id`` are updated (rank),
+        never duplicated; the images of the others are brought in and their
+        tasks imported in rank order.  Tasks of earlier pushes that are not
+        among ``entries`` lose their rank.
+    images : {"auto", "upload", "local-files"}
+        How the server gets the images: uploaded (at most ``conn.upload_batch``
+        files a request), or served from local-files storage (the images must
+        lie under ``document_root``, the server's
+        ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``).  ``auto`` uses local files
+        when ``document_root`` is given and holds the images, else uploads.
+    document_root : str, optional
+    batch_size : int, default=500
+        Tasks per import request.
+    field : str, default="image"
+        Task data field of the image (the ``$name`` of the config's ``<Image>``).
+    progress : bool, default=True
+
+    Returns
+    -------
+    PushReport
+        ``task_ids`` maps every entry's id to its task id.
+    """
+    if images not in ("auto", "upload", "local-files"):
+        raise InputError(f"images must be 'auto', 'upload' or 'local-files', got {images!r}")
+    if images == "local-files" and not document_root:
+        raise InputError("--images local-files needs --document-root (the server's "
+                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    project_id = int(project_id)
+    entries = sorted(entries, key=lambda entry: int(entry["rank"]))
+    warnings = []
+    automatic = images == "auto"
+    if images == "auto":
+        images = "upload"
+        if document_root:
+            root = os.path.realpath(document_root)
+            if all(os.path.commonpath([root, os.path.realpath(e["path"])]) == root for e in entries):
+                images = "local-files"
 
     listing = _existing_by_id(conn, project_id)
     by_id = listing[0]
-    ranks = {int(index): int(rank) for index, rank in zip(result.indices, result.ranks)}
-    need = [row for row in selected if str(pool.ids[row]) not in by_id]
+    need = [entry for entry in entries if str(entry["id"]) not in by_id]
     refs = {}
     if need and images == "local-files":
         try:
-            refs = dict(zip(need, _local_files_refs(conn, project_id, [pool.paths[r] for r in need], document_root)))
+            urls = _local_files_refs(conn, project_id, [e["path"] for e in need], document_root)
+            refs = {str(e["id"]): url for e, url in zip(need, urls)}
         except InputError as exc:
             if not automatic:
                 raise
@@ -1282,18 +1438,18 @@ def setup_project(conn, title, labels, pool, result, *, task="classification", i
         bar = _bar(progress, len(need), "Uploading images", "img")
         start = 0
         while start < len(need):
-            chunk = need[start:start + conn.upload_batch]
+            chunk = need[start:start + min(conn.upload_batch, batch_size)]
             start += len(chunk)
-            urls = upload_images(conn, project_id, [pool.paths[r] for r in chunk], progress=False)
+            urls = upload_images(conn, project_id, [e["path"] for e in chunk], progress=False)
             uploaded += len(urls)
-            _import_batch(conn, project_id, [{"id": str(pool.ids[r]), "rank": ranks[r], "data": {IMAGE_FIELD: url}}
-                                             for r, url in zip(chunk, urls)])
+            _import_batch(conn, project_id, [{"id": str(e["id"]), "rank": int(e["rank"]),
+                                              "data": {field: url}} for e, url in zip(chunk, urls)])
             if bar:
                 bar.update(len(chunk))
         if bar:
             bar.close()
-    items = [{"id": str(pool.ids[row]), "rank": ranks[row],
-              "data": {IMAGE_FIELD: refs[row]} if row in refs else {}} for row in selected]
+    items = [{"id": str(e["id"]), "rank": int(e["rank"]),
+              "data": {field: refs[str(e["id"])]} if str(e["id"]) in refs else {}} for e in entries]
     report = push_project(conn, project_id, items, batch_size=batch_size, progress=progress,
                           _listing=None if uploaded else listing)
     if uploaded:  # these were imported above, together with their uploads
@@ -1303,6 +1459,48 @@ def setup_project(conn, title, labels, pool, result, *, task="classification", i
     report.warnings.extend(warnings)
     report.images = images
     return report
+
+
+def setup_project(conn, title, labels, pool, result, *, task="classification", images="auto", document_root=None,
+                  batch_size=IMPORT_BATCH, progress=True):
+    """Create (or complete) a project that holds a selection of local images in priority order.
+
+    Parameters
+    ----------
+    conn : Connection
+    title : str
+        Project title (see :func:`open_project`: re-running completes it).
+    labels : str or list of str
+        Label names.
+    pool : activeft_label.pool.Pool
+        The local items (``ids``, ``paths``).
+    result : SelectionResult
+        The selection over ``pool``.
+    task : {"classification", "detection"}
+        Choices or RectangleLabels.
+    images, document_root, batch_size, progress
+        See :func:`push_images`.
+
+    Returns
+    -------
+    PushReport
+    """
+    if images not in ("auto", "upload", "local-files"):
+        raise InputError(f"images must be 'auto', 'upload' or 'local-files', got {images!r}")
+    if pool.paths is None:
+        raise InputError("a features file has no images to put in Label Studio; give a folder or a list of images")
+    if images == "local-files" and not document_root:
+        raise InputError("--images local-files needs --document-root (the server's "
+                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    label_config(labels, task)  # validate before anything is created
+    ranks = {int(index): int(rank) for index, rank in zip(result.indices, result.ranks)}
+    entries = [{"id": str(pool.ids[row]), "rank": ranks[int(row)], "path": pool.paths[int(row)]}
+               for row in result.ranked_indices]
+    project = open_project(conn, title, labels, task, description=(
+        f"ActiveFT selection of {len(entries)} of {len(pool)} images, imported in priority order "
+        f"(view '{VIEW_TITLE}' lists them by rank)."))
+    return push_images(conn, project["id"], entries, images=images, document_root=document_root,
+                       batch_size=batch_size, progress=progress)
 
 
 def _normalize_config(config):
