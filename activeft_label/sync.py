@@ -504,7 +504,7 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
         if record.stable_id is None:
             result.foreign.append(record.task_id)
             continue
-        if record.annotations > 1:
+        if record.annotation_id is not None and record.annotations + record.cancelled > 1:
             result.several.append(record.task_id)
         if record.annotation_id is None:
             result.cancelled.append(record.task_id)

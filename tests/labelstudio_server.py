@@ -190,7 +190,7 @@ class LabelStudioServer:
         }
 
     def start(self, timeout=START_TIMEOUT):
-        """Start the server, wait for /health, create a personal access token; returns self."""
+        """Start (or restart) the server, wait for /health, create a personal access token once; returns self."""
         os.makedirs(self.data_dir, exist_ok=True)
         os.makedirs(self.local_files_root, exist_ok=True)
         database = os.path.join(self.data_dir, DATABASE_FILE)
@@ -205,7 +205,8 @@ class LabelStudioServer:
         self.pid = self._process.pid
         try:
             self._wait_healthy(timeout)
-            self.personal_token = self._create_personal_token()
+            if self.personal_token is None:  # a restart keeps the token (the server allows one per user)
+                self.personal_token = self._create_personal_token()
         except BaseException:
             self.stop()
             raise
