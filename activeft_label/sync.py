@@ -283,7 +283,8 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
     selection_options : dict, optional
         Passed to :func:`activeft_label.connectors.fiftyone.select_samples`
         (method, embeddings_field, model, loss, iterations, seed, tag, ...).
-    progress : bool, default=True
+    progress : bool or callable, default=True
+        ``True`` shows progress bars; a callable gets ``(fraction, message)``.
 
     Returns
     -------
@@ -339,9 +340,10 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
             offset = max(int(r["rank_offset"]) + int(r["count"]) for k, r in rounds.items() if k < round_number)
             if task_field not in exclude:
                 exclude.append(task_field)
+        on_progress = progress if callable(progress) else None
         summary = fo_connector.select_samples(
             collection, budget, run_name=name, exclude_labeled=exclude or None, rank_offset=offset,
-            progress=progress, **options)
+            progress=(lambda f, m: on_progress(0.8 * f, m)) if on_progress else progress, **options)
         existing = fo_connector.get_run(dataset, name)
         reused = False
 
@@ -381,9 +383,11 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
                               key=lambda r: r["round"])
     _save_record(dataset, project_key, record)
 
+    if callable(progress):
+        progress(0.8, f"queueing {len(entries)} samples in Label Studio project {project_key}")
     field_name = ls_connector.image_field(project.get("label_config"))
     report = ls_connector.push_images(conn, project["id"], entries, images=images, document_root=document_root,
-                                      batch_size=batch_size, field=field_name, progress=progress)
+                                      batch_size=batch_size, field=field_name, progress=progress is True)
 
     import fiftyone as fo
 

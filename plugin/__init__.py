@@ -1,17 +1,28 @@
-"""FiftyOne plugin of activeft-label: the "ActiveFT: select samples to annotate" operator.
+"""FiftyOne plugin of activeft-label: select samples to annotate, and sync them with Label Studio.
 
-Thin on purpose: the operator and everything it does live in the installed
-``activeft_label`` package (``activeft_label.connectors.fiftyone_operator``),
-so upgrading the package upgrades the operator.  Install this folder with
-``activeft fiftyone install-plugin``.
+Operators: ``select_samples`` ("ActiveFT: select samples to annotate"),
+``push_to_labelstudio`` and ``pull_from_labelstudio``.  Thin on purpose: the
+operators and everything they do live in the installed ``activeft_label``
+package (``activeft_label.connectors.fiftyone_operator`` and
+``activeft_label.sync_operators``), so upgrading the package upgrades the
+operators.  Install this folder with ``activeft fiftyone install-plugin``.
 """
 
 try:
-    from activeft_label.connectors.fiftyone_operator import register
+    from activeft_label.connectors.fiftyone_operator import register as _register_select
 except ImportError as exc:  # the App's Python lacks the package: say how to fix it
     raise ImportError(
         f"the activeft plugin needs the activeft_label package in the FiftyOne App's Python environment "
         f"({exc}); install it with: pip install 'activeft-label[fiftyone]'"
     ) from exc
+
+
+def register(plugin):
+    """Register the selection operator and the Label Studio sync operators."""
+    from activeft_label.sync_operators import register as register_sync
+
+    _register_select(plugin)
+    register_sync(plugin)
+
 
 __all__ = ["register"]

@@ -94,7 +94,10 @@ def test_plugin_is_discovered_with_secrets(installed):
 
     plugin = next(p for p in fop.list_plugins() if p.name == "@activeft/activeft-label")
     assert plugin.secrets == ["LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"]
-    assert plugin.operators == ["select_samples"]
+    assert plugin.operators == ["select_samples", "push_to_labelstudio", "pull_from_labelstudio"]
+    listed = [op.uri for op in foo.list_operators()]
+    for name in plugin.operators:
+        assert f"@activeft/activeft-label/{name}" in listed
 
 
 def test_execute_on_current_view_writes_tags_ranks_view(installed, ds):

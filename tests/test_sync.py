@@ -433,3 +433,54 @@ def test_cli_bad_input_exits_2_with_one_line(ds, server, args, message):
     assert out.exit_code == 2, out.output
     assert message in out.output and "Traceback" not in out.output
     assert server.personal_token not in out.output
+
+
+# --------------------------------------------------------------------------------------------------------------
+# App operators (through FiftyOne's operator executor, secrets from the environment as in open-source FiftyOne)
+
+
+@pytest.fixture
+def plugin_installed(monkeypatch, server):
+    import shutil
+
+    target = os.path.join(fo.config.plugins_dir, "activeft-label")
+    shutil.rmtree(target, ignore_errors=True)
+    out = CliRunner().invoke(main, ["fiftyone", "install-plugin"])
+    assert out.exit_code == 0, out.output
+    monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.personal_token)
+    return target
+
+
+def test_app_operators_push_and_pull(ds, conn, plugin_installed, monkeypatch):
+    import fiftyone.operators as foo
+
+    title = _title()
+    pushed = foo.execute_operator("@activeft/activeft-label/push_to_labelstudio", ctx={
+        "dataset": ds, "view": ds.view(), "params": {"title": title, "labels": "a,b,c,d,e", "budget": "5",
+                                                     "embeddings_field": "emb"}})
+    assert pushed.error is None, pushed.error
+    assert pushed.result["queued"] == 5 and pushed.result["created"] == 5
+    project_id = pushed.result["project_id"]
+    selected = list(ds.load_saved_view("activeft").values("id"))
+    tasks = _check_one_task_per_sample(ds, conn, project_id, selected)
+    for task in tasks[:2]:
+        _annotate(conn, task["id"], "c")
+    pulled = foo.execute_operator("@activeft/activeft-label/pull_from_labelstudio", ctx={
+        "dataset": ds, "view": ds.view(), "params": {"project_id": project_id, "label_field": "gt"}})
+    assert pulled.error is None, pulled.error
+    assert pulled.result["written"] == 2
+    assert sorted(label.label for label in ds.exists("gt").values("gt")) == ["c", "c"]
+    assert server_secret_absent(pushed, pulled)
+
+    from fiftyone.operators.executor import ExecutionError
+
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY")
+    with pytest.raises(ExecutionError, match="set the plugin secrets LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"):
+        foo.execute_operator("@activeft/activeft-label/pull_from_labelstudio", ctx={
+            "dataset": ds, "view": ds.view(), "params": {"project_id": project_id, "label_field": "gt"}})
+
+
+def server_secret_absent(*results):
+    key = os.environ.get("LABEL_STUDIO_API_KEY", "")
+    return all(key not in repr(r.result) for r in results)
