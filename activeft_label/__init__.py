@@ -11,9 +11,18 @@ Public API::
 
 from .budget import parse_budget
 from .errors import ActiveFTError, InputError
-from .selection import METHODS, SelectionResult, select
+from .selection import METHODS
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # select and SelectionResult need torch: loaded on first use, so `activeft --help` stays fast.
+    if name in ("select", "SelectionResult"):
+        from . import selection
+
+        return getattr(selection, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def embed_images(*args, **kwargs):

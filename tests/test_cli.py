@@ -264,3 +264,19 @@ def test_evaluate_compares_methods_on_a_labeled_pool(tmp_path):
     bad = run(["evaluate", "--features", str(tmp_path / "f.npz"), "--labels", str(tmp_path / "labels.npy"),
                "-b", "16", "--methods", "magic"])
     assert bad.exit_code == 2 and "unknown method" in bad.output
+
+
+def test_help_of_every_command_group_does_not_import_torch():
+    """`activeft --help` and each group's --help answer without loading torch (seconds on a small machine)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom activeft_label.cli import main\n"
+            "for args in (['--help'], ['select', '--help'], ['sync', '--help'], ['sync', 'push', '--help'], "
+            "['labelstudio', 'setup', '--help'], ['fiftyone', 'select', '--help']):\n"
+            "    out = CliRunner().invoke(main, args)\n"
+            "    assert out.exit_code == 0, (args, out.output)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

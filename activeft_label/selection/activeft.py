@@ -32,10 +32,10 @@ import math
 import numpy as np
 import torch
 
+from . import LOSS_FORMS
 from ._common import DEFAULT_MEMORY_BUDGET, nearest, rows_per_chunk, unique_nearest
 from .assign import BoundedAssigner, DenseAssigner
 
-LOSS_FORMS = ("released", "paper")
 ASSIGNERS = {"bounded": BoundedAssigner, "dense": DenseAssigner}
 
 

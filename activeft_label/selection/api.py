@@ -1,0 +1,185 @@
+"""The :func:`select` entry point (imported lazily by the package, so that importing the package and the
+command line's ``--help`` do not load torch)."""
+
+import numbers
+import time
+
+import numpy as np
+import torch
+
+from ..budget import parse_budget
+from ..errors import InputError
+from . import DEFAULT_LOSS, LOSS_FORMS, METHODS
+from ._common import (DEFAULT_MEMORY_BUDGET, check_features, coverage_distance, nearest, normalize,
+                      resolve_device)
+from .activeft import centroids_to_samples, loss_value, optimize_centroids
+from .ranking import priority_order
+from .result import SelectionResult
+
+__all__ = ["select"]
+
+
+def select(
+    features,
+    budget,
+    method="activeft",
+    *,
+    fixed=None,
+    loss=DEFAULT_LOSS,
+    temperature=0.07,
+    lr=1e-3,
+    iterations=300,
+    seed=0,
+    device="auto",
+    memory_budget=DEFAULT_MEMORY_BUDGET,
+    progress=False,
+    **method_params,
+):
+    """Choose ``budget`` items of a pool to annotate.
+
+    Parameters
+    ----------
+    features : array-like (N, C)
+        One embedding per pool item (any scale: rows are L2-normalised here).
+    budget : int or str
+        A count (``300``) or a percentage of the pool (``"1%"``).
+    method : str, default="activeft"
+        ``"activeft"`` or a baseline: ``"random"``, ``"kmeans"``, ``"coreset"``,
+        ``"probcover"``, ``"typiclust"``.
+    fixed : sequence of int, optional
+        Rows already labeled (earlier rounds).  They act as fixed centroids,
+        so the new picks cover what they do not, and are never selected.
+    loss : {"released", "paper"}, default="released"
+        ActiveFT loss form (see :mod:`.activeft`).
+    temperature : float, default=0.07
+        τ of the ActiveFT loss.
+    lr : float, default=1e-3
+        Adam learning rate.
+    iterations : int, default=300
+        Adam steps.
+    seed : int, default=0
+        Seed of every random choice: same seed and device give the same selection.
+    device : str, default="auto"
+        ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    memory_budget : int, default=512 MiB
+        Bytes of similarity blocks held in memory at once.
+    progress : bool, default=False
+        Show a progress bar on stderr.
+    **method_params
+        Extra parameters of a baseline (e.g. ``delta`` for probcover).
+
+    Returns
+    -------
+    SelectionResult
+    """
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    if loss not in LOSS_FORMS:
+        raise InputError(f"unknown loss form {loss!r}; choose one of: {', '.join(LOSS_FORMS)}")
+    _check_positive("temperature", temperature)
+    _check_positive("lr", lr)
+    if not isinstance(iterations, numbers.Integral) or iterations < 0:
+        raise InputError(f"iterations must be a whole number >= 0, got {iterations!r}")
+    if not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
+    if method != "activeft" and method_params.keys() - _baseline_params(method):
+        unknown = ", ".join(sorted(method_params.keys() - _baseline_params(method)))
+        raise InputError(f"method {method!r} has no parameter(s) {unknown}")
+    if method == "activeft" and method_params.keys() - {"balance"}:
+        unknown = ", ".join(sorted(method_params.keys() - {"balance"}))
+        raise InputError(f"method 'activeft' has no parameter(s) {unknown}")
+
+    array = check_features(features)
+    n = array.shape[0]
+    fixed_idx = _check_fixed(fixed, n)
+    count = parse_budget(budget, n, already_labeled=fixed_idx.size)
+    dev = resolve_device(device)
+    points = normalize(array, dev)
+    fixed_t = torch.as_tensor(fixed_idx, dtype=torch.long, device=dev)
+
+    params = {"method": method, "budget": count, "seed": int(seed), "device": str(dev), "fixed": int(fixed_idx.size)}
+    loss_final, history = None, []
+    if method == "activeft":
+        balance = float(method_params.get("balance", 1.0))
+        _check_positive("balance", balance)
+        params.update(loss=loss, temperature=float(temperature), lr=float(lr), iterations=int(iterations),
+                      balance=balance)
+        bar = _progress_bar(progress, iterations, "ActiveFT")
+        theta, history = optimize_centroids(
+            points, count, fixed=fixed_t, loss=loss, temperature=temperature, lr=lr, iterations=iterations,
+            balance=balance, seed=seed, memory_budget=memory_budget,
+            progress=(lambda step, value: (bar.update(1), bar.set_postfix(loss=f"{value:.4f}"))) if bar else None,
+        )
+        if bar:
+            bar.close()
+        centers = torch.cat([theta, points[fixed_t]]) if fixed_idx.size else theta
+        loss_final = loss_value(points, centers, count, loss, temperature, balance, memory_budget)
+        picked = centroids_to_samples(points, theta, fixed=fixed_t, memory_budget=memory_budget)
+    else:
+        from .baselines import BASELINES
+
+        params.update(method_params)
+        bar = _progress_bar(progress, count, method)
+        picked = BASELINES[method](
+            points, count, fixed=fixed_t, seed=int(seed), memory_budget=memory_budget,
+            progress=(lambda done, total: bar.update(done - bar.n)) if bar else None, **method_params,
+        )
+        if bar:
+            bar.close()
+
+    indices = picked.detach().to("cpu").numpy().astype(np.int64)
+    if np.unique(indices).size != count or np.isin(indices, fixed_idx).any():
+        raise RuntimeError(f"{method} returned {np.unique(indices).size} distinct new items instead of {count}")
+    ranks, sizes, coverage = _rank_and_cover(points, picked, fixed_t, memory_budget)
+    return SelectionResult(
+        method=method, indices=indices, ranks=ranks, cluster_sizes=sizes, coverage=coverage,
+        loss=loss_final, loss_history=list(history), seed=int(seed), params=params,
+        elapsed=time.perf_counter() - started,
+    )
+
+
+def _rank_and_cover(points, picked, fixed, memory_budget):
+    """Ranks, cluster sizes and the coverage figure of a selection."""
+    count = picked.numel()
+    centers = points[torch.cat([picked.to(points.device), fixed])]
+    assign, sim = nearest(points, centers, memory_budget)
+    sizes = torch.bincount(assign, minlength=centers.shape[0]).cpu().numpy()[:count]
+    baseline = None
+    if fixed.numel():
+        baseline = nearest(points[picked], points[fixed], memory_budget)[1].cpu().numpy()
+    order = priority_order(points[picked], sizes, baseline)
+    ranks = np.empty(count, dtype=np.int64)
+    ranks[order] = np.arange(1, count + 1)
+    return ranks, sizes.astype(np.int64), coverage_distance(sim)
+
+
+def _check_positive(name, value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0 or not np.isfinite(value):
+        raise InputError(f"{name} must be a number above 0, got {value!r}")
+
+
+def _check_fixed(fixed, n):
+    if fixed is None:
+        return np.zeros(0, dtype=np.int64)
+    array = np.asarray(fixed)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise InputError("fixed must be a list of row numbers (whole numbers) of already labeled items")
+    if array.min() < 0 or array.max() >= n:
+        raise InputError(f"fixed row numbers must lie in 0..{n - 1}; got {int(array.min())}..{int(array.max())}")
+    return np.unique(array.astype(np.int64))
+
+
+def _baseline_params(method):
+    return {"probcover": {"delta"}, "typiclust": {"k_neighbors"}}.get(method, set())
+
+
+def _progress_bar(enabled, total, description):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="step" if description == "ActiveFT" else "pick",
+                leave=False, dynamic_ncols=True)
