@@ -212,27 +212,28 @@ def _check_task_field(dataset, task_field, project_id):
 # Push
 
 
+def _check_same_config(conn, project, labels, task, fix):
+    """InputError unless ``project``'s label config is the one ``labels``/``task`` describe (when given)."""
+    if labels is None:
+        return
+    wanted = ls_connector.label_config(labels, task)
+    if ls_connector._normalize_config(wanted) != ls_connector._normalize_config(project.get("label_config")):
+        raise InputError(f"project {project['id']} ({ls_connector.project_url(conn, project['id'])}) has another "
+                         f"label config than --labels/--task describe; {fix}")
+
+
 def _resolve_project(conn, project_id, title, labels, task):
     """(existing project dict or None, title, config to create with or None): read-only."""
     if (project_id is None) == (title is None):
         raise InputError("give either --project ID (an existing project) or --title TITLE (found or created)")
     if project_id is not None:
         project = ls_connector.get_project(conn, project_id)
-        if labels is not None:
-            wanted = ls_connector.label_config(labels, task)
-            if ls_connector._normalize_config(wanted) != ls_connector._normalize_config(project.get("label_config")):
-                raise InputError(f"project {project['id']} has another label config than --labels/--task describe; "
-                                 f"leave out --labels to keep the project's config")
+        _check_same_config(conn, project, labels, task, "leave out --labels to keep the project's config")
         return project, project["title"], None
     found = ls_connector.find_project(conn, title)
     if found:
-        project = found[0]
-        if labels is not None:
-            wanted = ls_connector.label_config(labels, task)
-            if ls_connector._normalize_config(wanted) != ls_connector._normalize_config(project.get("label_config")):
-                raise InputError(f"a project titled {title!r} already exists ({ls_connector.project_url(conn, project['id'])})"
-                                 f" with another label config; choose another --title")
-        return project, title, None
+        _check_same_config(conn, found[0], labels, task, "choose another --title, or leave out --labels")
+        return found[0], title, None
     if labels is None:
         raise InputError(f"there is no project titled {title!r} yet; pass --labels a,b,c (and --task) to create it")
     if len(title.strip()) < 3:
