@@ -57,6 +57,8 @@ def main():
       activeft demo                              # offline demo on real images
       activeft select ./images --budget 1%       # writes selection.csv
       activeft select feats.npz -b 500 --plot map.png
+      activeft sync push -d my-images --title Birds --labels a,b,c -b 1%   # FiftyOne → Label Studio
+      activeft sync pull -d my-images --project 3 --label-field ground_truth
 
     Run `activeft COMMAND --help` for the options of each command.
     """

@@ -143,8 +143,8 @@ class PullResult:
         if self.empty:
             lines.append(f"{len(self.empty)} annotation(s) have no {self.control!r} result: no label.")
         if self.missing_samples:
-            lines.append(f"{len(self.missing_samples)} task(s) belong to samples that are no longer in the dataset "
-                         f"(e.g. task {self.missing_samples[0]}): skipped.")
+            lines.append(f"{len(self.missing_samples)} task(s) belong to samples that are not in the dataset (deleted) "
+                         f"or not in the target view (e.g. task {self.missing_samples[0]}): skipped.")
         if self.deleted_tasks:
             lines.append(f"{len(self.deleted_tasks)} pushed sample(s) have no task in the project any more (deleted "
                          f"in Label Studio; e.g. sample {self.deleted_tasks[0]}); `activeft sync push` creates them "
