@@ -11,7 +11,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import ActiveFTError
+from .errors import ActiveFTError, InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -138,9 +138,12 @@ def selection_options(command=None, *, budget_required=True, budget_help=None):
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also save a 2-D map of the pool (.png, .pdf, .svg).")
 @click.option("--projection", type=click.Choice(["pca", "tsne"]), default="pca", show_default=True,
               help="Projection used by --plot.")
+@click.option("--minibatch", type=click.IntRange(1), metavar="ROWS",
+              help="ActiveFT on pools of millions: each step uses ROWS random items instead of the whole pool "
+                   "(approximate, as the authors' ImageNet script; the final mapping uses every item).")
 @friendly_errors
 def select(source, budget, method, loss, iterations, temperature, lr, seed, model, pretrained, batch_size, workers,
-           cache_dir, no_cache, device, quiet, labeled, out, plot, projection):
+           cache_dir, no_cache, device, quiet, labeled, out, plot, projection, minibatch):
     """Select items of SOURCE to annotate, ranked by priority.
 
     SOURCE is a folder of images (searched recursively), a text file with one
@@ -167,8 +170,11 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, mode
                      num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
     _report_skipped(pool.skipped)
     fixed = pool.rows_of(labeled_names) if labeled_names else None
+    if minibatch is not None and method != "activeft":
+        raise InputError("--minibatch applies to --method activeft only")
+    extra = {"minibatch": minibatch} if minibatch is not None else {}
     result = run_selection(pool.features, budget, method, fixed=fixed, loss=loss, temperature=temperature, lr=lr,
-                           iterations=iterations, seed=seed, device=device, progress=not quiet)
+                           iterations=iterations, seed=seed, device=device, progress=not quiet, **extra)
     write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
     if plot:
         plot_selection(pool.features, result, plot, projection=projection)

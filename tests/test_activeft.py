@@ -169,8 +169,33 @@ def test_bad_features_are_rejected_with_a_clear_message(features, message):
     ({"budget": 2, "fixed": [25]}, "0..19"),
     ({"budget": 19, "fixed": [1, 2]}, "already labeled"),
     ({"budget": 2, "delta": 0.3}, "no parameter"),
+    ({"budget": 2, "minibatch": 0}, "minibatch"),
+    ({"budget": 2, "minibatch": 2.5}, "minibatch"),
 ])
 def test_bad_parameters_are_rejected_up_front(kwargs, message):
     x, _ = clustered(n_clusters=2, per_cluster=10)
     with pytest.raises(InputError, match=message):
         select(x, **kwargs)
+
+
+@pytest.mark.parametrize("loss", ["released", "paper"])
+def test_minibatch_is_approximate_but_close_and_deterministic(loss):
+    x, labels = clustered(n_clusters=10, per_cluster=80, seed=9)
+    exact = select(x, 20, loss=loss, iterations=200)
+    a = select(x, 20, loss=loss, iterations=200, minibatch=200)
+    b = select(x, 20, loss=loss, iterations=200, minibatch=200)
+    assert np.array_equal(a.indices, b.indices) and a.loss_history == b.loss_history
+    assert a.params["minibatch"] == 200 and "minibatch" not in exact.params
+    assert np.unique(a.indices).size == 20
+    # The final loss is measured on the whole pool: close to the exact run's, far below the start.
+    start = exact.loss_history[0]
+    assert a.loss - exact.loss < 0.1 * (start - exact.loss)
+    randoms = [select(x, 20, "random", seed=s).coverage for s in range(3)]
+    assert a.coverage < min(randoms)
+
+
+def test_minibatch_of_the_whole_pool_is_the_exact_run():
+    x, _ = clustered(seed=10)
+    exact = select(x, 12, iterations=40)
+    whole = select(x, 12, iterations=40, minibatch=x.shape[0])
+    assert np.array_equal(exact.indices, whole.indices) and exact.loss_history == whole.loss_history

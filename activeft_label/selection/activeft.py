@@ -52,6 +52,7 @@ def optimize_centroids(
     seed=0,
     memory_budget=DEFAULT_MEMORY_BUDGET,
     assignment="bounded",
+    minibatch=None,
     progress=None,
     stats=None,
 ):
@@ -77,6 +78,13 @@ def optimize_centroids(
         skips samples whose bounds prove the assignment unchanged (exact,
         see :mod:`.assign`); ``dense`` compares every sample with every
         centroid.  Both give the same result up to floating-point ties.
+    minibatch : int or None
+        Approximate mode for very large pools: each step uses a fresh random
+        subset of this many rows (drawn with ``seed``; compared densely, the
+        bounds do not apply to changing subsets) instead of the whole pool,
+        as the authors' ImageNet script does.  The loss is then a stochastic
+        estimate; the final mapping to samples still uses the whole pool.
+        None (default) or a value ≥ N: the exact full-pool optimisation.
     progress : callable(step, loss) or None
         Called after every step.
     stats : dict or None
@@ -97,14 +105,26 @@ def optimize_centroids(
     theta.requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     grad_fn = _released_gradient if loss == "released" else _paper_gradient
-    assigner = ASSIGNERS[assignment](points, memory_budget)
+    n = points.shape[0]
+    sampled = minibatch is not None and int(minibatch) < n
+    if sampled:
+        generator = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
+        assigner = None
+    else:
+        assigner = ASSIGNERS[assignment](points, memory_budget)
 
     history = []
     for step in range(iterations):
         with torch.no_grad():
             centers = torch.cat([theta.detach(), anchors]) if anchors.numel() else theta.detach()
-            assign, sim = assigner(centers)
-            value, grad = grad_fn(points, centers, assign, sim, budget, temperature, balance, memory_budget)
+            if sampled:
+                rows = torch.randperm(n, generator=generator)[: int(minibatch)].to(device)
+                batch = points[rows]
+                assign, sim = DenseAssigner(batch, memory_budget)(centers)
+            else:
+                batch = points
+                assign, sim = assigner(centers)
+            value, grad = grad_fn(batch, centers, assign, sim, budget, temperature, balance, memory_budget)
             # Gradient through θ/‖θ‖ at unit norm: drop the radial part.
             grad -= (grad * centers[:budget]).sum(dim=1, keepdim=True) * centers[:budget]
         theta.grad = grad
@@ -114,7 +134,7 @@ def optimize_centroids(
         history.append(value)
         if progress is not None:
             progress(step, value)
-    if stats is not None:
+    if stats is not None and assigner is not None:
         stats.update(assigner.stats)
     return theta.detach(), history
 

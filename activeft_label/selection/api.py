@@ -66,7 +66,10 @@ def select(
     progress : bool, default=False
         Show a progress bar on stderr.
     **method_params
-        Extra parameters of a baseline (e.g. ``delta`` for probcover).
+        Extra parameters: of a baseline (e.g. ``delta`` for probcover), or of
+        ActiveFT: ``balance`` (λ of the released form, default 1) and
+        ``minibatch`` (rows per step; approximate, for pools of millions: see
+        :func:`.activeft.optimize_centroids`).
 
     Returns
     -------
@@ -86,8 +89,8 @@ def select(
     if method != "activeft" and method_params.keys() - _baseline_params(method):
         unknown = ", ".join(sorted(method_params.keys() - _baseline_params(method)))
         raise InputError(f"method {method!r} has no parameter(s) {unknown}")
-    if method == "activeft" and method_params.keys() - {"balance"}:
-        unknown = ", ".join(sorted(method_params.keys() - {"balance"}))
+    if method == "activeft" and method_params.keys() - {"balance", "minibatch"}:
+        unknown = ", ".join(sorted(method_params.keys() - {"balance", "minibatch"}))
         raise InputError(f"method 'activeft' has no parameter(s) {unknown}")
 
     array = check_features(features)
@@ -103,12 +106,18 @@ def select(
     if method == "activeft":
         balance = float(method_params.get("balance", 1.0))
         _check_positive("balance", balance)
+        minibatch = method_params.get("minibatch")
+        if minibatch is not None and (not isinstance(minibatch, numbers.Integral) or minibatch < 1):
+            raise InputError(f"minibatch must be a whole number >= 1 (rows per step), got {minibatch!r}")
         params.update(loss=loss, temperature=float(temperature), lr=float(lr), iterations=int(iterations),
                       balance=balance)
+        if minibatch is not None and minibatch < n:
+            params["minibatch"] = int(minibatch)
         bar = _progress_bar(progress, iterations, "ActiveFT")
         theta, history = optimize_centroids(
             points, count, fixed=fixed_t, loss=loss, temperature=temperature, lr=lr, iterations=iterations,
             balance=balance, seed=seed, memory_budget=memory_budget,
+            minibatch=minibatch if minibatch is not None and minibatch < n else None,
             progress=(lambda step, value: (bar.update(1), bar.set_postfix(loss=f"{value:.4f}"))) if bar else None,
         )
         if bar:
