@@ -68,11 +68,11 @@ def peak_rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def run_fast(points, budget, loss, iterations, seed=0, assignment="bounded"):
+def run_fast(points, budget, loss, iterations, seed=0, assignment="bounded", minibatch=None):
     stats = {}
     started = time.perf_counter()
     theta, history = optimize_centroids(points, budget, loss=loss, iterations=iterations, seed=seed,
-                                        assignment=assignment, stats=stats)
+                                        assignment=assignment, stats=stats, minibatch=minibatch)
     picked = unique_nearest(points, theta)
     elapsed = time.perf_counter() - started
     return elapsed, theta, picked, history, stats
@@ -116,6 +116,9 @@ def main():
     parser.add_argument("--only-scaling", action="store_true")
     parser.add_argument("--max-scaling-work", type=float, default=1e10,
                         help="skip scaling cases with N·B above this (1M × 5%% needs hours per step on 2 cores)")
+    parser.add_argument("--minibatch-case", default="1000000,10000,50000",
+                        help="N,B,ROWS of a scaling row run with --minibatch ROWS (approximate mode); '' to skip")
+    parser.add_argument("--minibatch-iterations", type=int, default=20)
     parser.add_argument("--budgets", default=None,
                         help="comma-separated budgets at N = 50,000 (default 1000,2500,5000)")
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
@@ -152,17 +155,25 @@ def main():
         lines += ["", f"Scaling (fast path, released loss, {args.scaling_iterations} iterations unless noted; "
                       f"each in a fresh process so peak memory is its own):", "",
                   "| N | B | iterations | time (s) | per step (s) | peak RSS (GiB) |", "|---|---|---|---|---|---|"]
-        for size, budget in cases:
+        cases = [(size, budget, None) for size, budget in cases]
+        if args.minibatch_case and not args.quick:
+            size, budget, rows = (int(v) for v in args.minibatch_case.split(","))
+            cases.append((size, budget, rows))
+        for size, budget, rows in cases:
             # Pools of a million rows get a few steps only: the per-step time and the peak memory are the point.
-            iters = args.scaling_iterations if size * budget < 10**9 else min(args.scaling_iterations,
-                                                                              args.large_iterations)
-            out = subprocess.run([sys.executable, __file__, "--_scale", str(size), str(budget), str(iters)],
-                                 capture_output=True, text=True)
+            if rows:
+                iters = args.minibatch_iterations
+            else:
+                iters = args.scaling_iterations if size * budget < 10**9 else min(args.scaling_iterations,
+                                                                                  args.large_iterations)
+            out = subprocess.run([sys.executable, __file__, "--_scale", str(size), str(budget), str(iters),
+                                  str(rows or 0)], capture_output=True, text=True)
+            label = f"{iters} (minibatch {rows})" if rows else str(iters)
             if out.returncode != 0:
-                lines.append(f"| {size} | {budget} | {iters} | failed: {out.stderr.strip()[-200:]} | | |")
+                lines.append(f"| {size} | {budget} | {label} | failed: {out.stderr.strip()[-200:]} | | |")
             else:
                 elapsed, peak = map(float, out.stdout.split())
-                lines.append(f"| {size} | {budget} | {iters} | {elapsed:.1f} | {elapsed / max(1, iters):.3f} | "
+                lines.append(f"| {size} | {budget} | {label} | {elapsed:.1f} | {elapsed / max(1, iters):.3f} | "
                              f"{peak:.2f} |")
             print(lines[-1], flush=True)
 
@@ -170,14 +181,14 @@ def main():
         handle.write("\n".join(lines) + "\n")
 
 
-def scale_worker(n, budget, iterations):
+def scale_worker(n, budget, iterations, minibatch=0):
     points = clustered_features(n, 384, clusters=max(10, n // 250))
-    elapsed, *_ = run_fast(points, budget, "released", iterations)
+    elapsed, *_ = run_fast(points, budget, "released", iterations, minibatch=minibatch or None)
     print(elapsed, peak_rss_gib())
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--_scale":
-        scale_worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--_scale":
+        scale_worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     else:
         main()

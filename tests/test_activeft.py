@@ -199,3 +199,21 @@ def test_minibatch_of_the_whole_pool_is_the_exact_run():
     exact = select(x, 12, iterations=40)
     whole = select(x, 12, iterations=40, minibatch=x.shape[0])
     assert np.array_equal(exact.indices, whole.indices) and exact.loss_history == whole.loss_history
+
+
+def test_small_problems_run_on_one_thread_and_restore_the_setting():
+    from activeft_label.selection._common import threads_for
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threads_for(torch.device("cpu"), 1e6):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with threads_for(torch.device("cpu"), 1e12):
+            assert torch.get_num_threads() == 2
+        x, _ = clustered(seed=11)
+        select(x, 8, iterations=20)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

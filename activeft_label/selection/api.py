@@ -10,7 +10,7 @@ import torch
 from ..budget import parse_budget
 from ..errors import InputError
 from . import DEFAULT_LOSS, LOSS_FORMS, METHODS
-from ._common import (DEFAULT_MEMORY_BUDGET, check_features, coverage_distance, nearest, normalize,
+from ._common import (DEFAULT_MEMORY_BUDGET, check_features, coverage_distance, nearest, normalize, threads_for,
                       resolve_device)
 from .activeft import centroids_to_samples, loss_value, optimize_centroids
 from .ranking import priority_order
@@ -102,22 +102,45 @@ def select(
     fixed_t = torch.as_tensor(fixed_idx, dtype=torch.long, device=dev)
 
     params = {"method": method, "budget": count, "seed": int(seed), "device": str(dev), "fixed": int(fixed_idx.size)}
+    if method == "activeft":  # checked before any work
+        _check_activeft_params(method_params, n)
+    step_work = float(n) * (count + fixed_idx.size) * array.shape[1]
+    with threads_for(dev, step_work):
+        indices, picked, ranks, sizes, coverage, loss_final, history = _run(
+            method, points, count, fixed_t, fixed_idx, params, loss, temperature, lr, iterations, seed,
+            memory_budget, progress, method_params)
+    return SelectionResult(
+        method=method, indices=indices, ranks=ranks, cluster_sizes=sizes, coverage=coverage,
+        loss=loss_final, loss_history=list(history), seed=int(seed), params=params,
+        elapsed=time.perf_counter() - started,
+    )
+
+
+def _check_activeft_params(method_params, n):
+    balance = float(method_params.get("balance", 1.0))
+    _check_positive("balance", balance)
+    minibatch = method_params.get("minibatch")
+    if minibatch is not None and (not isinstance(minibatch, numbers.Integral) or minibatch < 1):
+        raise InputError(f"minibatch must be a whole number >= 1 (rows per step), got {minibatch!r}")
+    return balance, (int(minibatch) if minibatch is not None and minibatch < n else None)
+
+
+def _run(method, points, count, fixed_t, fixed_idx, params, loss, temperature, lr, iterations, seed,
+         memory_budget, progress, method_params):
+    """The selection itself: (indices, picked, ranks, sizes, coverage, final loss, loss history)."""
+    n = points.shape[0]
     loss_final, history = None, []
     if method == "activeft":
-        balance = float(method_params.get("balance", 1.0))
-        _check_positive("balance", balance)
-        minibatch = method_params.get("minibatch")
-        if minibatch is not None and (not isinstance(minibatch, numbers.Integral) or minibatch < 1):
-            raise InputError(f"minibatch must be a whole number >= 1 (rows per step), got {minibatch!r}")
+        balance, minibatch = _check_activeft_params(method_params, n)
         params.update(loss=loss, temperature=float(temperature), lr=float(lr), iterations=int(iterations),
                       balance=balance)
-        if minibatch is not None and minibatch < n:
-            params["minibatch"] = int(minibatch)
+        if minibatch is not None:
+            params["minibatch"] = minibatch
         bar = _progress_bar(progress, iterations, "ActiveFT")
         theta, history = optimize_centroids(
             points, count, fixed=fixed_t, loss=loss, temperature=temperature, lr=lr, iterations=iterations,
             balance=balance, seed=seed, memory_budget=memory_budget,
-            minibatch=minibatch if minibatch is not None and minibatch < n else None,
+            minibatch=minibatch,
             progress=(lambda step, value: (bar.update(1), bar.set_postfix(loss=f"{value:.4f}"))) if bar else None,
         )
         if bar:
@@ -141,11 +164,7 @@ def select(
     if np.unique(indices).size != count or np.isin(indices, fixed_idx).any():
         raise RuntimeError(f"{method} returned {np.unique(indices).size} distinct new items instead of {count}")
     ranks, sizes, coverage = _rank_and_cover(points, picked, fixed_t, memory_budget)
-    return SelectionResult(
-        method=method, indices=indices, ranks=ranks, cluster_sizes=sizes, coverage=coverage,
-        loss=loss_final, loss_history=list(history), seed=int(seed), params=params,
-        elapsed=time.perf_counter() - started,
-    )
+    return indices, picked, ranks, sizes, coverage, loss_final, history
 
 
 def _rank_and_cover(points, picked, fixed, memory_budget):
