@@ -280,3 +280,16 @@ def test_help_of_every_command_group_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_select_minibatch_runs_activeft_on_random_rows_and_refuses_baselines(tmp_path):
+    clustered_npz(tmp_path / "f.npz")
+    out = tmp_path / "picks.csv"
+    result = run(["select", str(tmp_path / "f.npz"), "-b", "10", "--iters", "40", "--minibatch", "100",
+                  "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(read_csv(out)) == 10
+    refused = run(["select", str(tmp_path / "f.npz"), "-b", "10", "--method", "kmeans", "--minibatch", "100",
+                   "--out", str(tmp_path / "k.csv"), "-q"])
+    assert refused.exit_code == 2 and "--minibatch applies to --method activeft only" in refused.output
+    assert not (tmp_path / "k.csv").exists()
