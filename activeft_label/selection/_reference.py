@@ -23,7 +23,7 @@ def dense_loss(points, theta, anchors, loss="released", temperature=0.07, balanc
         mask = torch.zeros_like(logits, dtype=torch.bool)
         mask[torch.arange(budget), torch.arange(budget)] = True
         logits = logits.masked_fill(mask, -float("inf"))
-        return -best.mean() / temperature + torch.logsumexp(logits, dim=1).mean()
+        return -best.mean() / temperature + balance * torch.logsumexp(logits, dim=1).mean()
     scaled = best / temperature
     r = torch.exp(centers.detach() @ centers.T / temperature).sum(dim=0)
     return -(scaled - torch.log(torch.exp(scaled) + balance * r[assign])).mean()

@@ -5,7 +5,8 @@ the selection matches the pool's distribution (every sample close to some
 centroid) while the centroids stay apart.  Two loss forms:
 
 ``paper``
-    L = -1/N Σ_i max_j f_iᵀθ_j/τ + 1/B Σ_j log Σ_{k≠j} exp(θ_jᵀθ_k/τ)
+    L = -1/N Σ_i max_j f_iᵀθ_j/τ + λ/B Σ_j log Σ_{k≠j} exp(θ_jᵀθ_k/τ)
+    (λ = 1 in the paper; ``balance`` sets it)
 
 ``released`` (the authors' released code)
     J = -1/N Σ_i log( p_i / (p_i + λ R_{c_i}) ),  p_i = exp(f_iᵀθ_{c_i}/τ),
@@ -69,8 +70,10 @@ def optimize_centroids(
         that do not move.
     loss : {"released", "paper"}
     temperature, lr, iterations, balance, seed
-        τ, Adam's learning rate, number of Adam steps, λ (released form only)
-        and the seed of the random initialisation.
+        τ, Adam's learning rate, number of Adam steps, λ (released form: the
+        weight of R in the denominator; paper form: the weight of the
+        diversity term; 1 in both sources) and the seed of the random
+        initialisation.
     memory_budget : int
         Bytes of similarity blocks held at once.
     assignment : {"bounded", "dense"}, default="bounded"
@@ -229,9 +232,9 @@ def _paper_gradient(points, centers, assign, sim, budget, temperature, balance, 
             lse = torch.logsumexp(logits, dim=1)
             reg += float(lse.sum(dtype=torch.float64))
             prob = torch.exp(logits - lse.unsqueeze(1))
-            grad[start:stop] += prob @ centers / (budget * tau)
-            grad += prob[:, :budget].T @ centers[start:stop] / (budget * tau)
-        value += reg / budget
+            grad[start:stop] += balance * (prob @ centers) / (budget * tau)
+            grad += balance * (prob[:, :budget].T @ centers[start:stop]) / (budget * tau)
+        value += balance * reg / budget
     return value, grad
 
 
