@@ -34,8 +34,9 @@ def label_of(trial):
     return f"activeft ({trial.params['loss']})" if trial.method == "activeft" else trial.method
 
 
-def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False, tau_grid=(0.07,)):
-    """Pick the probe's C (with random picks) and ActiveFT's τ per loss form, by validation accuracy."""
+def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False, tau_grid=(0.07,),
+                         balance_grid=(1.0,)):
+    """Pick the probe's C (with random picks) and ActiveFT's (τ, λ) per loss form, by validation accuracy."""
     seeds = (0,) if quick else (0, 1)
     scores = {}
     for c in (0.3, 1.0, 3.0, 10.0):
@@ -44,20 +45,24 @@ def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False
     probe_c = max(scores, key=scores.get)
     log.append(f"- Logistic regression C: {probe_c} (validation accuracy with random picks, mean over budgets "
                f"and {len(seeds)} seeds: " + ", ".join(f"C={c}: {100 * s:.1f}%" for c, s in scores.items()) + ")")
-    taus = {}
+    chosen = {}
+    grid = [(tau, lam) for tau in tau_grid for lam in balance_grid]
     for loss in LOSSES:
-        tau_scores = {}
-        if len(tau_grid) == 1:
-            taus[loss] = tau_grid[0]
+        if len(grid) == 1:
+            chosen[loss] = grid[0]
             continue
-        for tau in tau_grid:
+        grid_scores = {}
+        for tau, lam in grid:
             trials = run_trials(pool_x, pool_y, val_x, val_y, budgets, ["activeft"], seeds=seeds, probe_c=probe_c,
-                                loss=loss, temperature=tau, iterations=30 if quick else 300)
-            tau_scores[tau] = float(np.mean([t.accuracy for t in trials]))
-        taus[loss] = max(tau_scores, key=tau_scores.get)
-        log.append(f"- ActiveFT τ ({loss} loss): {taus[loss]} (validation accuracy, mean over budgets: " +
-                   ", ".join(f"τ={t}: {100 * s:.1f}%" for t, s in tau_scores.items()) + ")")
-    return probe_c, taus
+                                method_params={"activeft": {"balance": lam}}, loss=loss, temperature=tau,
+                                iterations=30 if quick else 300)
+            grid_scores[(tau, lam)] = float(np.mean([t.accuracy for t in trials]))
+            print(f"validation {loss} τ={tau} λ={lam}: {100 * grid_scores[(tau, lam)]:.2f}%", flush=True)
+        chosen[loss] = max(grid_scores, key=grid_scores.get)
+        log.append(f"- ActiveFT (τ, λ) ({loss} loss): {chosen[loss]} (validation accuracy, mean over budgets and "
+                   f"{len(seeds)} seeds: " + ", ".join(f"τ={t}, λ={b}: {100 * v:.1f}%"
+                                                      for (t, b), v in grid_scores.items()) + ")")
+    return probe_c, chosen
 
 
 def main():
@@ -69,6 +74,12 @@ def main():
     parser.add_argument("--taus", default="0.07",
                         help="comma-separated τ values for ActiveFT, chosen on the validation split (one value: no "
                              "τ tuning)")
+    parser.add_argument("--balances", default="1",
+                        help="comma-separated λ values (released: weight of R; paper: weight of the diversity term), "
+                             "chosen on the validation split together with τ")
+    parser.add_argument("--only-activeft", action="store_true",
+                        help="skip the baselines (their numbers do not depend on τ or λ: same split and seeds as a "
+                             "full run)")
     parser.add_argument("--out", default=os.path.join(HERE, "QUALITY.md"))
     parser.add_argument("--plot", default=os.path.join(HERE, "quality.png"))
     args = parser.parse_args()
@@ -91,33 +102,43 @@ def main():
 
     log = []
     if args.no_tuning:
-        probe_c, taus = 1.0, {loss: 0.07 for loss in LOSSES}
-        log.append("- No tuning: C = 1, τ = 0.07 (paper).")
+        probe_c, chosen = 1.0, {loss: (0.07, 1.0) for loss in LOSSES}
+        log.append("- No tuning: C = 1, τ = 0.07 and λ = 1 (paper).")
     else:
         tau_grid = tuple(float(t) for t in args.taus.split(","))
-        probe_c, taus = choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, args.quick, tau_grid)
-        if len(tau_grid) == 1:
-            log.append(f"- ActiveFT τ: {tau_grid[0]} for both loss forms (the paper's value; not tuned in this run)")
+        balance_grid = tuple(float(b) for b in args.balances.split(","))
+        probe_c, chosen = choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, args.quick, tau_grid,
+                                               balance_grid)
+        if len(tau_grid) * len(balance_grid) == 1:
+            log.append(f"- ActiveFT τ = {tau_grid[0]}, λ = {balance_grid[0]} for both loss forms (not tuned in this "
+                       f"run)")
     for line in log:
         print(line, flush=True)
 
     iterations = 30 if args.quick else 300
-    trials = run_trials(pool_x, pool_y, test_x, test_y, budgets, [m for m in METHODS if m != "activeft"],
-                        seeds=seeds, probe_c=probe_c, progress=print)
+    baselines = [] if args.only_activeft else [m for m in METHODS if m != "activeft"]
+    trials = run_trials(pool_x, pool_y, test_x, test_y, budgets, baselines, seeds=seeds, probe_c=probe_c,
+                        progress=print) if baselines else []
+    tuned_labels, default_labels = [], []
     for loss in LOSSES:
-        trials += run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds, probe_c=probe_c,
-                             loss=loss, temperature=taus[loss], iterations=iterations, progress=print)
-        if taus[loss] != 0.07:
-            paper_tau = run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds,
-                                   probe_c=probe_c, loss=loss, temperature=0.07, iterations=iterations, progress=print)
-            for trial in paper_tau:
-                trial.params["loss"] = f"{loss}, τ=0.07"
-            trials += paper_tau
+        tau, lam = chosen[loss]
+        tuned = run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds, probe_c=probe_c,
+                           method_params={"activeft": {"balance": lam}}, loss=loss, temperature=tau,
+                           iterations=iterations, progress=print)
+        name = loss if (tau, lam) == (0.07, 1.0) else f"{loss}, τ={tau}, λ={lam}"
+        for trial in tuned:
+            trial.params["loss"] = name
+        trials += tuned
+        tuned_labels.append(f"activeft ({name})")
+        if (tau, lam) != (0.07, 1.0) and not args.only_activeft:  # --only-activeft: the full run has them
+            defaults = run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds,
+                                  probe_c=probe_c, loss=loss, temperature=0.07, iterations=iterations, progress=print)
+            trials += defaults
+            default_labels.append(f"activeft ({loss})")
 
     summary = summarize(trials, label_of)
     counts = sorted({t.budget for t in trials})
-    labels = [m for m in METHODS if m != "activeft"] + [f"activeft ({loss})" for loss in LOSSES]
-    labels += [f"activeft ({loss}, τ=0.07)" for loss in LOSSES if taus[loss] != 0.07]
+    labels = baselines + default_labels + tuned_labels
     table = markdown_table(summary, counts, labels, pool_x.shape[0])
     coverage = markdown_table({k: {"accuracy_mean": v["coverage_mean"], "accuracy_std": v["coverage_std"]}
                                for k, v in summary.items()}, counts, labels, pool_x.shape[0]).replace(
