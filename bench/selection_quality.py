@@ -35,9 +35,9 @@ def label_of(trial):
 
 
 def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False, tau_grid=(0.07,),
-                         balance_grid=(1.0,)):
+                         balance_grid=(1.0,), losses=LOSSES, validation_seeds=2):
     """Pick the probe's C (with random picks) and ActiveFT's (τ, λ) per loss form, by validation accuracy."""
-    seeds = (0,) if quick else (0, 1)
+    seeds = (0,) if quick else tuple(range(validation_seeds))
     scores = {}
     for c in (0.3, 1.0, 3.0, 10.0):
         trials = run_trials(pool_x, pool_y, val_x, val_y, budgets, ["random"], seeds=seeds, probe_c=c)
@@ -47,7 +47,7 @@ def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False
                f"and {len(seeds)} seeds: " + ", ".join(f"C={c}: {100 * s:.1f}%" for c, s in scores.items()) + ")")
     chosen = {}
     grid = [(tau, lam) for tau in tau_grid for lam in balance_grid]
-    for loss in LOSSES:
+    for loss in losses:
         if len(grid) == 1:
             chosen[loss] = grid[0]
             continue
@@ -77,12 +77,15 @@ def main():
     parser.add_argument("--balances", default="1",
                         help="comma-separated λ values (released: weight of R; paper: weight of the diversity term), "
                              "chosen on the validation split together with τ")
+    parser.add_argument("--losses", default=",".join(LOSSES), help="ActiveFT loss forms to run (comma-separated)")
+    parser.add_argument("--validation-seeds", type=int, default=2, help="seeds per cell on the validation split")
     parser.add_argument("--only-activeft", action="store_true",
                         help="skip the baselines (their numbers do not depend on τ or λ: same split and seeds as a "
                              "full run)")
     parser.add_argument("--out", default=os.path.join(HERE, "QUALITY.md"))
     parser.add_argument("--plot", default=os.path.join(HERE, "quality.png"))
     args = parser.parse_args()
+    losses = [loss.strip() for loss in args.losses.split(",") if loss.strip()]
 
     data = np.load(args.features)
     x, y = data["train_features"], data["train_labels"]
@@ -102,13 +105,13 @@ def main():
 
     log = []
     if args.no_tuning:
-        probe_c, chosen = 1.0, {loss: (0.07, 1.0) for loss in LOSSES}
+        probe_c, chosen = 1.0, {loss: (0.07, 1.0) for loss in losses}
         log.append("- No tuning: C = 1, τ = 0.07 and λ = 1 (paper).")
     else:
         tau_grid = tuple(float(t) for t in args.taus.split(","))
         balance_grid = tuple(float(b) for b in args.balances.split(","))
         probe_c, chosen = choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, args.quick, tau_grid,
-                                               balance_grid)
+                                               balance_grid, losses, args.validation_seeds)
         if len(tau_grid) * len(balance_grid) == 1:
             log.append(f"- ActiveFT τ = {tau_grid[0]}, λ = {balance_grid[0]} for both loss forms (not tuned in this "
                        f"run)")
@@ -120,7 +123,7 @@ def main():
     trials = run_trials(pool_x, pool_y, test_x, test_y, budgets, baselines, seeds=seeds, probe_c=probe_c,
                         progress=print) if baselines else []
     tuned_labels, default_labels = [], []
-    for loss in LOSSES:
+    for loss in losses:
         tau, lam = chosen[loss]
         tuned = run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds, probe_c=probe_c,
                            method_params={"activeft": {"balance": lam}}, loss=loss, temperature=tau,
