@@ -280,7 +280,9 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
         Integer sample field that receives each pushed sample's task id.
     images, document_root, batch_size
         How images reach the server and tasks per import request (see
-        :func:`activeft_label.connectors.labelstudio.push_images`).
+        :func:`activeft_label.connectors.labelstudio.push_images`).  A push
+        that leaves ``images="auto"`` and no ``document_root`` uses the
+        document root an earlier push to this project was given.
     selection_options : dict, optional
         Passed to :func:`activeft_label.connectors.fiftyone.select_samples`
         (method, embeddings_field, model, loss, iterations, seed, tag, ...).
@@ -379,7 +381,11 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
         _check_task_field(dataset, task_field, project["id"])
     project_key = str(int(project["id"]))
     record = dict(_project_record(dataset, project["id"]) or {})
+    if images == "auto" and document_root is None and record.get("document_root"):
+        document_root = record["document_root"]  # a later round serves images the way the first one did
     record.update({"url": conn.url, "title": project.get("title", title), "task_field": task_field})
+    if document_root:
+        record["document_root"] = document_root
     record["rounds"] = sorted([r for k, r in rounds.items() if k != round_number] + [this_round],
                               key=lambda r: r["round"])
     _save_record(dataset, project_key, record)

@@ -227,14 +227,15 @@ def test_detection_boxes_convert_from_percent_to_relative(ds, conn):
         sync.pull(ds, conn, choices_project["id"], "boxes")
 
 
-def test_round_two_fixes_queued_samples_and_appends_after_them(ds, conn):
-    first = _push(ds, conn, 10)
+def test_round_two_fixes_queued_samples_and_appends_after_them(ds, conn, server):
+    first = _push(ds, conn, 10, images="local-files", document_root=server.local_files_root)
     round_one = list(ds.load_saved_view("activeft").values("id"))
     tasks = _tasks(conn, first.project_id)
     for task in tasks[:4]:
         _annotate(conn, task["id"], "a")
     second = _push(ds, conn, 8, project_id=first.project_id, round_number=2)
     assert second.run_name == "activeft_round2" and second.selected == 8 and second.queued == 18
+    assert second.uploaded == 0  # round 1's document root is remembered: local files again, nothing uploaded
     round_two = list(ds.load_saved_view("activeft_round2").values("id"))
     assert not set(round_one) & set(round_two)
     run = fo_run(ds, "activeft_round2")
