@@ -141,9 +141,12 @@ def selection_options(command=None, *, budget_required=True, budget_help=None):
 @click.option("--minibatch", type=click.IntRange(1), metavar="ROWS",
               help="ActiveFT on pools of millions: each step uses ROWS random items instead of the whole pool "
                    "(approximate, as the authors' ImageNet script; the final mapping uses every item).")
+@click.option("--balance", type=float, metavar="λ",
+              help="ActiveFT: weight of the loss's second term (1 in both sources; for --loss paper 0.01 measured "
+                   "better, see bench/QUALITY.md).")
 @friendly_errors
 def select(source, budget, method, loss, iterations, temperature, lr, seed, model, pretrained, batch_size, workers,
-           cache_dir, no_cache, device, quiet, labeled, out, plot, projection, minibatch):
+           cache_dir, no_cache, device, quiet, labeled, out, plot, projection, minibatch, balance):
     """Select items of SOURCE to annotate, ranked by priority.
 
     SOURCE is a folder of images (searched recursively), a text file with one
@@ -170,9 +173,10 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, mode
                      num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
     _report_skipped(pool.skipped)
     fixed = pool.rows_of(labeled_names) if labeled_names else None
-    if minibatch is not None and method != "activeft":
-        raise InputError("--minibatch applies to --method activeft only")
-    extra = {"minibatch": minibatch} if minibatch is not None else {}
+    for name, value in (("--minibatch", minibatch), ("--balance", balance)):
+        if value is not None and method != "activeft":
+            raise InputError(f"{name} applies to --method activeft only")
+    extra = {key: value for key, value in (("minibatch", minibatch), ("balance", balance)) if value is not None}
     result = run_selection(pool.features, budget, method, fixed=fixed, loss=loss, temperature=temperature, lr=lr,
                            iterations=iterations, seed=seed, device=device, progress=not quiet, **extra)
     write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))

@@ -293,3 +293,16 @@ def test_select_minibatch_runs_activeft_on_random_rows_and_refuses_baselines(tmp
                    "--out", str(tmp_path / "k.csv"), "-q"])
     assert refused.exit_code == 2 and "--minibatch applies to --method activeft only" in refused.output
     assert not (tmp_path / "k.csv").exists()
+
+
+def test_select_balance_is_passed_to_activeft_and_checked(tmp_path):
+    clustered_npz(tmp_path / "f.npz")
+    out = tmp_path / "picks.json"
+    result = run(["select", str(tmp_path / "f.npz"), "-b", "10", "--iters", "40", "--loss", "paper",
+                  "--balance", "0.01", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    assert len(json.loads(out.read_text())) == 10
+    bad = run(["select", str(tmp_path / "f.npz"), "-b", "10", "--balance", "0", "--out", str(tmp_path / "b.csv")])
+    assert bad.exit_code == 2 and "balance" in bad.output and not (tmp_path / "b.csv").exists()
