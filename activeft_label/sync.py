@@ -214,10 +214,7 @@ def _check_task_field(dataset, task_field, project_id):
 
 def _check_same_config(conn, project, labels, task, fix):
     """InputError unless ``project``'s label config is the one ``labels``/``task`` describe (when given)."""
-    if labels is None:
-        return
-    wanted = ls_connector.label_config(labels, task)
-    if ls_connector._normalize_config(wanted) != ls_connector._normalize_config(project.get("label_config")):
+    if labels is not None and not ls_connector.has_label_config(project, labels, task):
         raise InputError(f"project {project['id']} ({ls_connector.project_url(conn, project['id'])}) has another "
                          f"label config than --labels/--task describe; {fix}")
 

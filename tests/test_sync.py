@@ -485,3 +485,18 @@ def test_app_operators_push_and_pull(ds, conn, plugin_installed, monkeypatch):
 def server_secret_absent(*results):
     key = os.environ.get("LABEL_STUDIO_API_KEY", "")
     return all(key not in repr(r.result) for r in results)
+
+
+def test_an_existing_project_with_another_label_config_is_refused(ds, conn):
+    first = _push(ds, conn, 4)
+    title = ls.get_project(conn, first.project_id)["title"]
+    before = len(_tasks(conn, first.project_id))
+    with pytest.raises(InputError, match="another label config.*choose another --title"):
+        sync.push(ds, conn, None, title=title, labels="x,y", progress=False)
+    with pytest.raises(InputError, match="another label config.*leave out --labels"):
+        sync.push(ds, conn, None, project_id=first.project_id, labels="a,b,c,d,e", task="detection", progress=False)
+    same = sync.push(ds, conn, None, title=title, labels=",".join(GROUPS), progress=False)
+    assert same.project_id == first.project_id and same.created == 0
+    assert len(_tasks(conn, first.project_id)) == before
+    with pytest.raises(InputError, match="another label config"):
+        ls.open_project(conn, title, "x,y")

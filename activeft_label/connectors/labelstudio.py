@@ -71,7 +71,7 @@ __all__ = [
     "ID_FIELD", "RANK_FIELD", "VIEW_TITLE", "MODEL_VERSION", "Connection", "LabelStudioPool", "PushReport",
     "connect", "get_project", "find_project", "pull_tasks", "image_field", "embed_tasks", "pull_project",
     "push_view", "push_project", "ensure_priority_view", "label_config", "create_project", "upload_images",
-    "prioritize", "setup_project", "parse_labels", "project_url", "stable_id", "open_project", "push_images",
+    "prioritize", "setup_project", "parse_labels", "project_url", "stable_id", "open_project", "push_images", "has_label_config",
     "label_controls", "TaskAnnotation", "export_tasks", "read_annotations", "SUPPORTED_CONTROLS",
 ]
 
@@ -1364,11 +1364,17 @@ def open_project(conn, title, labels, task="classification", description=""):
     existing = find_project(conn, title)
     if existing:
         project = existing[0]
-        if _normalize_config(project.get("label_config")) != _normalize_config(config):
+        if not has_label_config(project, labels, task):
             raise InputError(f"a project titled {title!r} already exists ({project_url(conn, project['id'])}) with "
                              f"another label config; choose another --title")
         return project
     return create_project(conn, title, config, description=description)
+
+
+def has_label_config(project, labels, task="classification"):
+    """Whether ``project``'s label config is the one :func:`label_config` makes of ``labels``/``task`` (whitespace
+    aside)."""
+    return _normalize_config(project.get("label_config")) == _normalize_config(label_config(labels, task))
 
 
 def push_images(conn, project_id, entries, *, images="auto", document_root=None, batch_size=IMPORT_BATCH,
