@@ -22,12 +22,13 @@ def clustered(n_clusters=8, per_cluster=60, dim=16, spread=0.25, seed=0):
 @pytest.mark.parametrize("loss", ["released", "paper"])
 @pytest.mark.parametrize("with_fixed", [False, True])
 @pytest.mark.parametrize("balance", [1.0, 0.3])
-def test_fast_gradients_follow_the_dense_autograd_reference(loss, with_fixed, balance):
+@pytest.mark.parametrize("memory_budget", [512, 1 << 20])  # many chunks of the centroid terms; all in one
+def test_fast_gradients_follow_the_dense_autograd_reference(loss, with_fixed, balance, memory_budget):
     x, _ = clustered(seed=1)
     points = normalize(x, torch.device("cpu"))
     fixed = torch.tensor([0, 61, 200]) if with_fixed else None
     fast, fast_history = optimize_centroids(points, 12, fixed=fixed, loss=loss, iterations=40, balance=balance,
-                                            memory_budget=4096)  # tiny budget: many chunks
+                                            memory_budget=memory_budget)
     dense, dense_history = dense_optimize(points, 12, fixed=fixed, loss=loss, iterations=40, balance=balance)
     assert torch.allclose(fast, dense, atol=1e-5)
     np.testing.assert_allclose(fast_history, dense_history, rtol=1e-5, atol=1e-5)

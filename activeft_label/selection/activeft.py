@@ -222,19 +222,31 @@ def _paper_gradient(points, centers, assign, sim, budget, temperature, balance, 
     # ∂/∂θ_j = 1/(Bτ) [ Σ_k P_jk θ_k + Σ_{l free} P_lj θ_l ],  P = row softmax without the diagonal.
     reg = 0.0
     m = centers.shape[0]
-    if m > 1:
+    scaled = centers[:budget] / tau                     # 1/τ on B×C numbers instead of B×M
+    if m > 1 and budget <= rows_per_chunk(m, memory_budget, copies=3):
+        # All of P fits: both gradient terms in one product, (P + P_freeᵀ) Θ.
+        logits = scaled @ centers.T
+        logits.fill_diagonal_(-float("inf"))
+        lse = torch.logsumexp(logits, dim=1)
+        reg = float(lse.sum(dtype=torch.float64))
+        prob = logits.sub_(lse.unsqueeze(1)).exp_()
+        mixed = (prob[:, :budget] + prob[:, :budget].T) @ centers[:budget]
+        if m > budget:
+            mixed += prob[:, budget:] @ centers[budget:]
+        grad += balance * mixed / (budget * tau)
+    elif m > 1:
         step = rows_per_chunk(m, memory_budget, copies=3)
         for start in range(0, budget, step):
             stop = min(start + step, budget)
-            logits = centers[start:stop] @ centers.T / tau
+            logits = scaled[start:stop] @ centers.T
             rows = torch.arange(start, stop, device=points.device)
             logits[rows - start, rows] = -float("inf")
             lse = torch.logsumexp(logits, dim=1)
             reg += float(lse.sum(dtype=torch.float64))
-            prob = torch.exp(logits - lse.unsqueeze(1))
+            prob = logits.sub_(lse.unsqueeze(1)).exp_()
             grad[start:stop] += balance * (prob @ centers) / (budget * tau)
             grad += balance * (prob[:, :budget].T @ centers[start:stop]) / (budget * tau)
-        value += balance * reg / budget
+    value += balance * reg / budget
     return value, grad
 
 
@@ -243,17 +255,21 @@ def _released_gradient(points, centers, assign, sim, budget, temperature, balanc
     tau = temperature
     m = centers.shape[0]
     # log R_j and A_j = Σ_k softmax_k(θ_kᵀθ_j/τ) θ_k for every center (R is needed for fixed ones too).
+    # R_j includes k = j, whose term exp(1/τ) is the largest (unit θ): with the shift by 1/τ every
+    # term is exp((θ_jᵀθ_k - 1)/τ) ≤ 1 and the row sum is ≥ 1, so no max pass is needed.
     log_r = torch.empty(m, dtype=points.dtype, device=points.device)
     attract = torch.empty((budget, centers.shape[1]), dtype=points.dtype, device=points.device)
-    step = rows_per_chunk(m, memory_budget, copies=3)
+    scaled = centers / tau
+    shift = torch.tensor(-1.0 / tau, dtype=points.dtype, device=points.device)
+    step = rows_per_chunk(m, memory_budget, copies=2)
     for start in range(0, m, step):
-        logits = centers[start:start + step] @ centers.T / tau
-        lse = torch.logsumexp(logits, dim=1)
-        log_r[start:start + step] = lse
+        stop = min(start + step, m)
+        weights = torch.addmm(shift, scaled[start:stop], centers.T).exp_()
+        total = weights.sum(dim=1)
+        log_r[start:stop] = total.log() + 1.0 / tau
         if start < budget:
-            stop = min(start + step, budget)
-            prob = torch.exp(logits[: stop - start] - lse[: stop - start].unsqueeze(1))
-            attract[start:stop] = prob @ centers
+            free = min(stop, budget) - start
+            attract[start:start + free] = (weights[:free] @ centers) / total[:free].unsqueeze(1)
     # J_i = -(s_i/τ - log(exp(s_i/τ) + λR_c)) = softplus(log λR_c - s_i/τ);  w_i = 1 - q_i = sigmoid(same).
     margin = math.log(balance) + log_r[assign] - sim / tau
     weighted, mass = _cluster_sums(points, assign, m, torch.sigmoid(margin), memory_budget)
