@@ -79,6 +79,10 @@ def main():
                              "chosen on the validation split together with τ")
     parser.add_argument("--losses", default=",".join(LOSSES), help="ActiveFT loss forms to run (comma-separated)")
     parser.add_argument("--validation-seeds", type=int, default=2, help="seeds per cell on the validation split")
+    parser.add_argument("--chosen", action="append", default=[], metavar="LOSS:TAU:LAMBDA",
+                        help="use this (τ, λ) for a loss form without a validation search in this run (e.g. the "
+                             "choice of an earlier validation run on a smaller pool; the report says so); no row at "
+                             "the paper's defaults is run for that form. Repeatable.")
     parser.add_argument("--only-activeft", action="store_true",
                         help="skip the baselines (their numbers do not depend on τ or λ: same split and seeds as a "
                              "full run)")
@@ -110,11 +114,20 @@ def main():
     else:
         tau_grid = tuple(float(t) for t in args.taus.split(","))
         balance_grid = tuple(float(b) for b in args.balances.split(","))
+        given = {}
+        for item in args.chosen:
+            loss, tau, lam = item.split(":")
+            given[loss] = (float(tau), float(lam))
         probe_c, chosen = choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, args.quick, tau_grid,
-                                               balance_grid, losses, args.validation_seeds)
-        if len(tau_grid) * len(balance_grid) == 1:
-            log.append(f"- ActiveFT τ = {tau_grid[0]}, λ = {balance_grid[0]} for both loss forms (not tuned in this "
-                       f"run)")
+                                               balance_grid, [loss for loss in losses if loss not in given],
+                                               args.validation_seeds)
+        for loss, setting in given.items():
+            chosen[loss] = setting
+            log.append(f"- ActiveFT (τ, λ) ({loss} loss): {setting}, given with --chosen (not searched in this run)")
+        searched = [loss for loss in losses if loss not in given]
+        if len(tau_grid) * len(balance_grid) == 1 and searched:
+            log.append(f"- ActiveFT τ = {tau_grid[0]}, λ = {balance_grid[0]} for the {' and '.join(searched)} "
+                       f"form(s) (not tuned in this run)")
     for line in log:
         print(line, flush=True)
 
@@ -133,7 +146,9 @@ def main():
             trial.params["loss"] = name
         trials += tuned
         tuned_labels.append(f"activeft ({name})")
-        if (tau, lam) != (0.07, 1.0) and not args.only_activeft:  # --only-activeft: the full run has them
+        given_here = any(item.startswith(f"{loss}:") for item in args.chosen)
+        # --only-activeft: the full run has the default rows; --chosen: that form's default row is not wanted.
+        if (tau, lam) != (0.07, 1.0) and not args.only_activeft and not given_here:
             defaults = run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds,
                                   probe_c=probe_c, loss=loss, temperature=0.07, iterations=iterations, progress=print)
             trials += defaults

@@ -125,6 +125,7 @@ def main():
     parser.add_argument("--minibatch-iterations", type=int, default=20)
     parser.add_argument("--budgets", default=None,
                         help="comma-separated budgets at N = 50,000 (default 1000,2500,5000)")
+    parser.add_argument("--losses", default="released,paper", help="loss forms to compare (comma-separated)")
     parser.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     args = parser.parse_args()
 
@@ -141,7 +142,7 @@ def main():
              "rows kept by bounds | rows rechecked | similarities computed (share of N×B) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for budget in ([] if args.only_scaling else budgets):
-        for loss in ("released", "paper"):
+        for loss in [name.strip() for name in args.losses.split(",") if name.strip()]:
             ref_iters = (args.reference_iterations if (budget in full_ref or args.quick)
                          else args.scaled_reference_steps)
             row = compare(points, budget, loss, args.iterations, ref_iters)

@@ -23,13 +23,15 @@ def clustered(n_clusters=8, per_cluster=60, dim=16, spread=0.25, seed=0):
 @pytest.mark.parametrize("with_fixed", [False, True])
 @pytest.mark.parametrize("balance", [1.0, 0.3])
 @pytest.mark.parametrize("memory_budget", [512, 1 << 20])  # many chunks of the centroid terms; all in one
-def test_fast_gradients_follow_the_dense_autograd_reference(loss, with_fixed, balance, memory_budget):
+@pytest.mark.parametrize("temperature", [0.07, 0.02])      # 0.02: exp((s - 1)/τ) could underflow, other path
+def test_fast_gradients_follow_the_dense_autograd_reference(loss, with_fixed, balance, memory_budget, temperature):
     x, _ = clustered(seed=1)
     points = normalize(x, torch.device("cpu"))
     fixed = torch.tensor([0, 61, 200]) if with_fixed else None
     fast, fast_history = optimize_centroids(points, 12, fixed=fixed, loss=loss, iterations=40, balance=balance,
-                                            memory_budget=memory_budget)
-    dense, dense_history = dense_optimize(points, 12, fixed=fixed, loss=loss, iterations=40, balance=balance)
+                                            memory_budget=memory_budget, temperature=temperature)
+    dense, dense_history = dense_optimize(points, 12, fixed=fixed, loss=loss, iterations=40, balance=balance,
+                                          temperature=temperature)
     assert torch.allclose(fast, dense, atol=1e-5)
     np.testing.assert_allclose(fast_history, dense_history, rtol=1e-5, atol=1e-5)
 

@@ -39,6 +39,9 @@ from .assign import BoundedAssigner, DenseAssigner
 
 ASSIGNERS = {"bounded": BoundedAssigner, "dense": DenseAssigner}
 
+#: exp(-x) stays a normal float32 for x below this (the smallest normal is e^-87.3).
+_EXP_RANGE = 80.0
+
 
 def optimize_centroids(
     points,
@@ -223,17 +226,21 @@ def _paper_gradient(points, centers, assign, sim, budget, temperature, balance, 
     reg = 0.0
     m = centers.shape[0]
     scaled = centers[:budget] / tau                     # 1/τ on B×C numbers instead of B×M
-    if m > 1 and budget <= rows_per_chunk(m, memory_budget, copies=3):
-        # All of P fits: both gradient terms in one product, (P + P_freeᵀ) Θ.
-        logits = scaled @ centers.T
-        logits.fill_diagonal_(-float("inf"))
-        lse = torch.logsumexp(logits, dim=1)
-        reg = float(lse.sum(dtype=torch.float64))
-        prob = logits.sub_(lse.unsqueeze(1)).exp_()
-        mixed = (prob[:, :budget] + prob[:, :budget].T) @ centers[:budget]
+    if m > 1 and budget <= rows_per_chunk(m, memory_budget, copies=2) and 2.0 / tau < _EXP_RANGE:
+        # All of P fits, and every exp((θ_jᵀθ_k - 1)/τ) is a normal float (unit θ: the shift by 1/τ
+        # bounds them by 1 from above and e^(-2/τ) from below), so no max pass is needed.
+        # E is symmetric on the free block, so (P + P_freeᵀ)_jk = E_jk (1/d_j + 1/d_k) there: one
+        # elementwise pass and one product for both gradient terms.
+        weights = torch.addmm(torch.tensor(-1.0 / tau, dtype=centers.dtype, device=centers.device),
+                              scaled, centers.T).exp_()
+        weights.fill_diagonal_(0.0)
+        total = weights.sum(dim=1)
+        reg = float((total.log() + 1.0 / tau).sum(dtype=torch.float64))
+        inverse = total.reciprocal()
+        weights[:, :budget] *= inverse.unsqueeze(1) + inverse.unsqueeze(0)
         if m > budget:
-            mixed += prob[:, budget:] @ centers[budget:]
-        grad += balance * mixed / (budget * tau)
+            weights[:, budget:] *= inverse.unsqueeze(1)
+        grad += balance * (weights @ centers) / (budget * tau)
     elif m > 1:
         step = rows_per_chunk(m, memory_budget, copies=3)
         for start in range(0, budget, step):
