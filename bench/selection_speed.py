@@ -109,7 +109,8 @@ def main():
     parser.add_argument("--reference-iterations", type=int, default=300,
                         help="run the dense reference this many steps at most (extrapolated beyond)")
     parser.add_argument("--full-reference-budgets", default="2500",
-                        help="budgets at which the reference runs all iterations (others: --scaled-reference-steps, scaled)")
+                        help="budgets at which the reference runs all iterations (others: "
+                             "--scaled-reference-steps, scaled)")
     parser.add_argument("--scaled-reference-steps", type=int, default=20,
                         help="steps of the dense reference at the other budgets, timed and scaled (its cost per "
                              "step does not change)")
@@ -137,7 +138,8 @@ def main():
     lines = [f"\n## Selection speed — {datetime.date.today().isoformat()}\n",
              f"Machine: {machine()}. Features: {n}×384 clustered unit vectors (seed 0). "
              f"{args.iterations} iterations, τ = 0.07, lr = 1e-3. Fast = chunked exact gradients + bounded "
-             f"assignment (group bounds, local filter); reference = dense N×B similarities with autograd, same initialisation.\n",
+             f"assignment (group bounds, local filter); reference = dense N×B similarities with autograd, same "
+             f"initialisation.\n",
              "| B | loss | fast (s) | reference (s) | speed-up | same selection | final loss fast / reference | "
              "rows kept by bounds | rows rechecked | similarities computed (share of N×B) |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -94,7 +94,8 @@ def optimize_centroids(
     progress : callable(step, loss) or None
         Called after every step.
     stats : dict or None
-        Filled with the assigner's work counters (rows kept, rows fully recomputed).
+        Filled with the assigner's work counters (rows kept by the bounds, rows rechecked,
+        similarities computed).
 
     Returns
     -------
