@@ -33,3 +33,24 @@ def test_quality_benchmark_runs_end_to_end(tmp_path):
     row = next(line for line in report.splitlines() if line.startswith("| activeft (released) |"))
     first_cell = float(row.split("|")[2].split("±")[0])
     assert first_cell > 30.0
+
+
+def test_a_setting_given_with_chosen_is_used_and_reported(tmp_path):
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(6, 16))
+    train_y, test_y = rng.integers(0, 6, 800), rng.integers(0, 6, 200)
+    np.savez(tmp_path / "tiny.npz",
+             train_features=(centers[train_y] + 0.6 * rng.normal(size=(800, 16))).astype(np.float32),
+             train_labels=train_y,
+             test_features=(centers[test_y] + 0.6 * rng.normal(size=(200, 16))).astype(np.float32),
+             test_labels=test_y)
+    out = tmp_path / "QUALITY.md"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "selection_quality.py"), "--quick",
+                           "--only-activeft", "--chosen", "paper:0.07:0.01", "--features", str(tmp_path / "tiny.npz"),
+                           "--out", str(out), "--plot", ""],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = out.read_text()
+    assert "| activeft (paper, τ=0.07, λ=0.01) |" in report
+    assert "| activeft (released) |" in report and "| activeft (paper) |" not in report
+    assert "(paper loss): (0.07, 0.01), given with --chosen" in report
