@@ -132,10 +132,10 @@ class BoundedAssigner:
 
     A sample whose bounds fail is compared only with the groups whose bound
     reaches its current similarity, plus its own group (Yinyang's local
-    filter): typically a few groups, not all B centroids.  Every similarity
-    that decides an assignment comes from the same matrix product as the
-    dense pass (measured bit-identical for column subsets on MKL), and ties
-    go to the lowest centroid index as with ``argmax`` over a full row.
+    filter): typically a few groups, not all B centroids.  Rows with more
+    than one candidate within the rounding bound of their best product are
+    settled by :func:`settled_argmax` over all centroids, as the dense pass
+    settles them, so both passes assign every row alike.
     """
 
     def __init__(self, points, memory_budget=DEFAULT_MEMORY_BUDGET, groups=None):
