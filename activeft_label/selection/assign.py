@@ -49,6 +49,15 @@ def dot_error(dim):
     return 1.05 * dim * _UNIT_ROUNDOFF / (1.0 - dim * _UNIT_ROUNDOFF)
 
 
+def tie_window(dim):
+    """Products this close to a row's best may be the true best after rounding: 4× :func:`dot_error`.
+
+    (A product and a row-wise dot product each err by at most ``dot_error``,
+    on both sides of the comparison.)
+    """
+    return 4.0 * dot_error(dim)
+
+
 def rowwise_similarity(points, centers, assign, memory_budget=DEFAULT_MEMORY_BUDGET):
     """f_i · θ_{assign_i} for every row, in chunks."""
     out = torch.empty(points.shape[0], dtype=points.dtype, device=points.device)
@@ -64,13 +73,13 @@ def rowwise_similarity(points, centers, assign, memory_budget=DEFAULT_MEMORY_BUD
 def settled_argmax(points, centers, block):
     """Most similar center of each row of ``points``, given ``block = points @ centers.T``.
 
-    Centers within 4× the rounding bound of a row's best product are the
+    Centers within :func:`tie_window` of a row's best product are the
     candidates; a single candidate wins outright, several are compared by
     their row-wise dot products (the lowest index wins exact ties).  The
     answer is then independent of how ``block`` was computed.
     """
     top = block.max(dim=1)
-    close = block >= (top.values - 4.0 * dot_error(points.shape[1])).unsqueeze(1)
+    close = block >= (top.values - tie_window(points.shape[1])).unsqueeze(1)
     winner = top.indices.clone()
     several = torch.nonzero(close.sum(dim=1) > 1).squeeze(1)
     if several.numel():
@@ -236,7 +245,7 @@ class BoundedAssigner:
         best_val = top_val.max(dim=1, keepdim=True).values
         winner = top_idx.gather(1, torch.argmax(top_val, dim=1, keepdim=True)).squeeze(1)
         # Several candidates within the rounding bound of the best: settle them as the dense pass does.
-        margin = best_val - 4.0 * dot_error(self.points.shape[1])
+        margin = best_val - tie_window(self.points.shape[1])
         tied = torch.nonzero(((top_val >= margin).sum(dim=1) > 1) | (second >= margin).any(dim=1)).squeeze(1)
         if tied.numel():
             tied_points = self.points[rows[tied]]
