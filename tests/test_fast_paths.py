@@ -25,10 +25,17 @@ def pool(kind, seed, n=400, dim=12):
     return normalize(x.astype(np.float32), torch.device("cpu"))
 
 
+# Rechecked rows are compared group by group, or with every centroid in one product when they need
+# more than ``full_share`` of them: 0 forces the one-product form, 2 the per-group form.
+SHARES = [0.0, BoundedAssigner.full_share, 2.0]
+
+
 @pytest.mark.parametrize("kind", ["random", "clustered", "duplicates", "near-ties"])
 @pytest.mark.parametrize("loss", ["released", "paper"])
 @pytest.mark.parametrize("seed", [0, 2])
-def test_bounded_assignment_gives_the_same_optimisation_as_dense(kind, loss, seed):
+@pytest.mark.parametrize("full_share", SHARES)
+def test_bounded_assignment_gives_the_same_optimisation_as_dense(kind, loss, seed, full_share, monkeypatch):
+    monkeypatch.setattr(BoundedAssigner, "full_share", full_share)
     points = pool(kind, seed)
     fixed = torch.tensor([3, 100, 250]) if seed == 2 else None  # rounds too
     stats = {}
@@ -39,9 +46,15 @@ def test_bounded_assignment_gives_the_same_optimisation_as_dense(kind, loss, see
     assert torch.equal(fast, dense)
     assert fast_history == dense_history
     assert stats["kept"] > 0                                   # the bounds did skip work
+    if full_share == 0.0:
+        assert stats["wide_rows"] == stats["full_rows"] - points.shape[0]    # all but the first pass
+    elif full_share > 1.0:
+        assert stats["wide_rows"] == 0
 
 
-def test_bounded_assigner_is_exact_under_arbitrary_moves():
+@pytest.mark.parametrize("full_share", SHARES)
+def test_bounded_assigner_is_exact_under_arbitrary_moves(full_share, monkeypatch):
+    monkeypatch.setattr(BoundedAssigner, "full_share", full_share)
     rng = np.random.default_rng(5)
     points = pool("clustered", 5, n=800)
     centers = points[torch.as_tensor(rng.choice(800, 40, replace=False))].clone()
