@@ -68,11 +68,11 @@ def peak_rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def run_fast(points, budget, loss, iterations, seed=0, assignment="bounded", minibatch=None):
+def run_fast(points, budget, loss, iterations, seed=0, assignment="bounded", minibatch=None, progress=None):
     stats = {}
     started = time.perf_counter()
     theta, history = optimize_centroids(points, budget, loss=loss, iterations=iterations, seed=seed,
-                                        assignment=assignment, stats=stats, minibatch=minibatch)
+                                        assignment=assignment, stats=stats, minibatch=minibatch, progress=progress)
     picked = unique_nearest(points, theta)
     elapsed = time.perf_counter() - started
     return elapsed, theta, picked, history, stats
@@ -191,7 +191,14 @@ def main():
 
 def scale_worker(n, budget, iterations, minibatch=0):
     points = clustered_features(n, 384, clusters=max(10, n // 250))
-    elapsed, *_ = run_fast(points, budget, "released", iterations, minibatch=minibatch or None)
+    started = time.perf_counter()
+
+    def progress(step, value):             # on stderr, so that long cases can be watched
+        if step % 10 == 0 or step == iterations - 1:
+            print(f"step {step + 1}/{iterations}  loss {value:.6f}  {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    elapsed, *_ = run_fast(points, budget, "released", iterations, minibatch=minibatch or None, progress=progress)
     print(elapsed, peak_rss_gib())
 
 
