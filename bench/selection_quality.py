@@ -34,6 +34,21 @@ def label_of(trial):
     return f"activeft ({trial.params['loss']})" if trial.method == "activeft" else trial.method
 
 
+def load_split(path, quick=False):
+    """(pool, validation, test) as (features, labels) pairs: the seeded split every run of this benchmark uses."""
+    data = np.load(path)
+    x, y = data["train_features"], data["train_labels"]
+    test_x, test_y = data["test_features"], data["test_labels"]
+    rng = np.random.default_rng(1234)
+    if quick:
+        keep = rng.choice(x.shape[0], size=min(1000, x.shape[0]), replace=False)
+        x, y = x[keep], y[keep]
+        test_x, test_y = test_x[:300], test_y[:300]
+    order = rng.permutation(x.shape[0])
+    cut = x.shape[0] // 10
+    return (x[order[cut:]], y[order[cut:]]), (x[order[:cut]], y[order[:cut]]), (test_x, test_y)
+
+
 def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False, tau_grid=(0.07,),
                          balance_grid=(1.0,), losses=LOSSES, validation_seeds=2):
     """Pick the probe's C (with random picks) and ActiveFT's (τ, λ) per loss form, by validation accuracy."""
@@ -91,18 +106,7 @@ def main():
     args = parser.parse_args()
     losses = [loss.strip() for loss in args.losses.split(",") if loss.strip()]
 
-    data = np.load(args.features)
-    x, y = data["train_features"], data["train_labels"]
-    test_x, test_y = data["test_features"], data["test_labels"]
-    rng = np.random.default_rng(1234)
-    if args.quick:
-        keep = rng.choice(x.shape[0], size=min(1000, x.shape[0]), replace=False)
-        x, y = x[keep], y[keep]
-        test_x, test_y = test_x[:300], test_y[:300]
-    order = rng.permutation(x.shape[0])
-    cut = x.shape[0] // 10
-    val_x, val_y = x[order[:cut]], y[order[:cut]]
-    pool_x, pool_y = x[order[cut:]], y[order[cut:]]
+    (pool_x, pool_y), (val_x, val_y), (test_x, test_y) = load_split(args.features, args.quick)
     budgets = ["0.5%", "1%", "2%"]
     seeds = (0,) if args.quick else tuple(range(args.seeds))
     started = time.perf_counter()

@@ -54,3 +54,23 @@ def test_a_setting_given_with_chosen_is_used_and_reported(tmp_path):
     assert "| activeft (paper, τ=0.07, λ=0.01) |" in report
     assert "| activeft (released) |" in report and "| activeft (paper) |" not in report
     assert "(paper loss): (0.07, 0.01), given with --chosen" in report
+
+
+def test_class_balance_diagnostic_draws_equal_classes_and_runs(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from class_balance_check import balanced_pick
+
+    labels = np.repeat(np.arange(4), [50, 10, 30, 200])
+    pick = balanced_pick(labels, 22, np.random.default_rng(0))
+    counts = np.bincount(labels[pick], minlength=4)
+    assert len(set(pick.tolist())) == 22 and counts.sum() == 22
+    assert counts.max() - counts.min() <= 1                   # 22 = 4 × 5 + 2
+
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "tiny.npz", train_features=rng.normal(size=(3000, 8)).astype(np.float32),
+             train_labels=rng.integers(0, 3, 3000), test_features=rng.normal(size=(200, 8)).astype(np.float32),
+             test_labels=rng.integers(0, 3, 200))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "class_balance_check.py"), "--features",
+                           str(tmp_path / "tiny.npz"), "--seeds", "1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| 14 (0.5%) |" in proc.stdout and "| 54 (2%) |" in proc.stdout
