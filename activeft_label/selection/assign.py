@@ -233,7 +233,9 @@ class BoundedAssigner:
         if need is not None:
             sizes = torch.tensor([m.numel() for m in self.members], dtype=self.points.dtype,
                                  device=self.points.device)
-            wide = need.to(self.points.dtype) @ sizes > self.full_share * self.members_total
+            step = rows_per_chunk(self.path.shape[0], self.memory_budget, copies=2)
+            wide = torch.cat([need[start:start + step].to(sizes.dtype) @ sizes
+                              for start in range(0, rows.numel(), step)]) > self.full_share * self.members_total
             if wide.any():
                 self.stats["wide_rows"] += int(wide.sum())
                 self._recheck_all_groups(rows[wide], centers)
