@@ -193,6 +193,18 @@ def _as_index(fixed, device):
     return torch.as_tensor(fixed, dtype=torch.long, device=device).reshape(-1)
 
 
+def symmetric_blocks(m, memory_budget=DEFAULT_MEMORY_BUDGET, copies=2):
+    """(rows, cols) slice pairs with rows ≤ cols covering the upper block triangle of an M×M matrix.
+
+    Blocks are a quarter of M on a side (fewer would recompute more of the mirror image; smaller ones
+    multiply less efficiently: 3 to 6 blocks a side measured alike here), or less where ``copies``
+    float32 blocks would exceed the memory budget.
+    """
+    side = min(-(-m // 4), max(1, math.isqrt(int(memory_budget // (4 * copies)))))
+    starts = range(0, m, side)
+    return [(slice(a, min(a + side, m)), slice(b, min(b + side, m))) for a in starts for b in starts if b >= a]
+
+
 def _cluster_sums(points, assign, m, weights, memory_budget):
     """Σ_{i: c_i=j} w_i f_i and Σ_{i: c_i=j} w_i for every center j (w = 1 when ``weights`` is None).
 
@@ -230,18 +242,33 @@ def _paper_gradient(points, centers, assign, sim, budget, temperature, balance, 
     if m > 1 and budget <= rows_per_chunk(m, memory_budget, copies=2) and 2.0 / tau < _EXP_RANGE:
         # All of P fits, and every exp((θ_jᵀθ_k - 1)/τ) is a normal float (unit θ: the shift by 1/τ
         # bounds them by 1 from above and e^(-2/τ) from below), so no max pass is needed.
-        # E is symmetric on the free block, so (P + P_freeᵀ)_jk = E_jk (1/d_j + 1/d_k) there: one
-        # elementwise pass and one product for both gradient terms.
-        weights = torch.addmm(torch.tensor(-1.0 / tau, dtype=centers.dtype, device=centers.device),
-                              scaled, centers.T).exp_()
-        weights.fill_diagonal_(0.0)
-        total = weights.sum(dim=1)
+        # E is symmetric on the free block, and so is (P + P_freeᵀ)_jk = E_jk (1/d_j + 1/d_k): only
+        # its upper block triangle is computed, each block serving both of its mirror images.
+        shift = torch.tensor(-1.0 / tau, dtype=centers.dtype, device=centers.device)
+        blocks = []
+        total = torch.zeros(budget, dtype=centers.dtype, device=centers.device)
+        for rows, cols in symmetric_blocks(budget, memory_budget):
+            weights = torch.addmm(shift, scaled[rows], centers[cols].T).exp_()
+            if rows == cols:
+                weights.fill_diagonal_(0.0)
+            total[rows] += weights.sum(dim=1)
+            if rows != cols:
+                total[cols] += weights.sum(dim=0)
+            blocks.append((rows, cols, weights))
+        if m > budget:
+            anchored = torch.addmm(shift, scaled, centers[budget:].T).exp_()
+            total += anchored.sum(dim=1)
         reg = float((total.log() + 1.0 / tau).sum(dtype=torch.float64))
         inverse = total.reciprocal()
-        weights[:, :budget] *= inverse.unsqueeze(1) + inverse.unsqueeze(0)
+        pull = torch.zeros_like(grad)
+        for rows, cols, weights in blocks:
+            weights *= inverse[rows].unsqueeze(1) + inverse[cols].unsqueeze(0)
+            pull[rows] += weights @ centers[cols]
+            if rows != cols:
+                pull[cols] += weights.T @ centers[rows]
         if m > budget:
-            weights[:, budget:] *= inverse.unsqueeze(1)
-        grad += balance * (weights @ centers) / (budget * tau)
+            pull += (anchored * inverse.unsqueeze(1)) @ centers[budget:]
+        grad += balance * pull / (budget * tau)
     elif m > 1:
         step = rows_per_chunk(m, memory_budget, copies=3)
         for start in range(0, budget, step):
@@ -265,19 +292,26 @@ def _released_gradient(points, centers, assign, sim, budget, temperature, balanc
     # log R_j and A_j = Σ_k softmax_k(θ_kᵀθ_j/τ) θ_k for every center (R is needed for fixed ones too).
     # R_j includes k = j, whose term exp(1/τ) is the largest (unit θ): with the shift by 1/τ every
     # term is exp((θ_jᵀθ_k - 1)/τ) ≤ 1 and the row sum is ≥ 1, so no max pass is needed.
-    log_r = torch.empty(m, dtype=points.dtype, device=points.device)
-    attract = torch.empty((budget, centers.shape[1]), dtype=points.dtype, device=points.device)
+    # E_jk = exp((θ_jᵀθ_k - 1)/τ) is symmetric: only its upper block triangle is computed, each block
+    # adding to the row sums and to A's numerator of both its row and its column centroids (~20% less
+    # time than the full M×M product at B = 2,500 here).
+    total = torch.zeros(m, dtype=points.dtype, device=points.device)
+    pull = torch.zeros((budget, centers.shape[1]), dtype=points.dtype, device=points.device)
     scaled = centers / tau
     shift = torch.tensor(-1.0 / tau, dtype=points.dtype, device=points.device)
-    step = rows_per_chunk(m, memory_budget, copies=2)
-    for start in range(0, m, step):
-        stop = min(start + step, m)
-        weights = torch.addmm(shift, scaled[start:stop], centers.T).exp_()
-        total = weights.sum(dim=1)
-        log_r[start:stop] = total.log() + 1.0 / tau
-        if start < budget:
-            free = min(stop, budget) - start
-            attract[start:start + free] = (weights[:free] @ centers) / total[:free].unsqueeze(1)
+    for rows, cols in symmetric_blocks(m, memory_budget):
+        weights = torch.addmm(shift, scaled[rows], centers[cols].T).exp_()
+        total[rows] += weights.sum(dim=1)
+        free = min(rows.stop, budget) - rows.start
+        if free > 0:
+            pull[rows.start:rows.start + free] += weights[:free] @ centers[cols]
+        if rows != cols:
+            total[cols] += weights.sum(dim=0)
+            free = min(cols.stop, budget) - cols.start
+            if free > 0:
+                pull[cols.start:cols.start + free] += weights[:, :free].T @ centers[rows]
+    log_r = total.log() + 1.0 / tau
+    attract = pull / total[:budget].unsqueeze(1)
     # J_i = -(s_i/τ - log(exp(s_i/τ) + λR_c)) = softplus(log λR_c - s_i/τ);  w_i = 1 - q_i = sigmoid(same).
     margin = math.log(balance) + log_r[assign] - sim / tau
     weighted, mass = _cluster_sums(points, assign, m, torch.sigmoid(margin), memory_budget)
