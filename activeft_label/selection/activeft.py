@@ -21,8 +21,9 @@ weighted sum of features:
   with w_i = 1 - q_i, q_i = p_i/(p_i + λR_{c_i}), A_j = Σ_k softmax_k(θ̄_kᵀθ_j/τ) θ̄_k
 
 The nearest centroids are found in chunks under a memory budget, the
-gradients formed directly (the M×M centroid terms too, in row chunks), and the
-gradient taken through the normalisation θ/‖θ‖ as the released code does
+gradients formed directly (the M×M centroid terms too: they are symmetric, so
+only the blocks of their upper triangle are computed, each serving its mirror
+image as well), and the gradient taken through the normalisation θ/‖θ‖ as the released code does
 (for unit θ this projects it on the sphere's tangent plane).  Adam steps, then
 θ is renormalised.  ``tests/test_activeft.py`` checks these gradients against
 plain autograd on the dense loss.
