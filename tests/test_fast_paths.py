@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from activeft_label.selection._common import normalize, rows_per_chunk
-from activeft_label.selection.activeft import optimize_centroids
+from activeft_label.selection.activeft import optimize_centroids, symmetric_blocks
 from activeft_label.selection.assign import BoundedAssigner, DenseAssigner, group_centroids
 
 
@@ -83,3 +83,19 @@ def test_chunks_respect_the_memory_budget(columns, budget, copies):
     assert rows >= 1
     if rows > 1:
         assert rows * columns * 4 * copies <= budget
+
+
+@pytest.mark.parametrize("m, budget", [(1, 1 << 20), (13, 1 << 20), (13, 512), (2500, 512 * 2**20), (50000, 512 * 2**20)])
+def test_symmetric_blocks_cover_the_upper_triangle_once_within_the_memory_budget(m, budget):
+    blocks = symmetric_blocks(m, budget, copies=2)
+    side = blocks[0][0].stop - blocks[0][0].start
+    if side > 1:
+        assert side * side * 4 * 2 <= budget
+    if m <= 2500:                     # each block and its mirror image: every (j, k) exactly once
+        covered = np.zeros((m, m), dtype=int)
+        for rows, cols in blocks:
+            assert rows.start <= cols.start
+            covered[rows, cols] += 1
+            if rows != cols:
+                covered[cols, rows] += 1
+        assert (covered == 1).all()
