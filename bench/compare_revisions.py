@@ -29,8 +29,12 @@ from selection_speed import clustered_features, machine  # noqa: E402
 
 
 def load_revision(rev):
-    source = subprocess.run(["git", "show", f"{rev}:activeft_label/selection/activeft.py"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(["git", "show", f"{rev}:activeft_label/selection/activeft.py"], cwd=ROOT,
+                           capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise ValueError(f"cannot read activeft_label/selection/activeft.py at revision {rev!r} "
+                         f"({shown.stderr.strip()}); give a commit of this repository's history, e.g. 4514c9a~1")
+    source = shown.stdout
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(source)
     # A name inside the package, so that its relative imports resolve to the working tree's modules.
@@ -51,7 +55,10 @@ def main():
     parser.add_argument("--losses", default="released,paper")
     args = parser.parse_args()
 
-    before = load_revision(args.rev)
+    try:
+        before = load_revision(args.rev)
+    except ValueError as error:
+        parser.error(str(error))
     points = clustered_features(args.n, 384, clusters=max(10, args.n // 250))
     print(f"{machine()}; N = {args.n}, B = {args.budget}, {args.iterations} iterations; before = {args.rev}",
           flush=True)
