@@ -74,3 +74,21 @@ def test_class_balance_diagnostic_draws_equal_classes_and_runs(tmp_path):
                            str(tmp_path / "tiny.npz"), "--seeds", "1"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| 14 (0.5%) |" in proc.stdout and "| 54 (2%) |" in proc.stdout
+
+
+def test_validation_ablation_runs_end_to_end(tmp_path):
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(10, 24))
+    train_y, test_y = rng.integers(0, 10, 1200), rng.integers(0, 10, 300)
+    np.savez(tmp_path / "tiny.npz",
+             train_features=(centers[train_y] + 0.6 * rng.normal(size=(1200, 24))).astype(np.float32),
+             train_labels=train_y,
+             test_features=(centers[test_y] + 0.6 * rng.normal(size=(300, 24))).astype(np.float32),
+             test_labels=test_y)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "validation_ablation.py"), "--quick",
+                           "--seeds", "1", "--budget", "5%", "--features", str(tmp_path / "tiny.npz")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 7                    # header + three ActiveFT variants + three baselines
+    assert any("k-means++ start" in row for row in rows) and any(row.startswith("| random |") for row in rows)
