@@ -9,16 +9,20 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_quality_benchmark_runs_end_to_end(tmp_path):
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(10, 24))
-    train_y = rng.integers(0, 10, 1200)
-    test_y = rng.integers(0, 10, 300)
-    np.savez(tmp_path / "tiny.npz",
-             train_features=(centers[train_y] + 0.6 * rng.normal(size=(1200, 24))).astype(np.float32),
+def write_tiny_features(path, seed, classes, dim, train, test):
+    """A features file like bench/fashion_features.py writes: separable clusters, one per class."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes, dim))
+    train_y, test_y = rng.integers(0, classes, train), rng.integers(0, classes, test)
+    np.savez(path,
+             train_features=(centers[train_y] + 0.6 * rng.normal(size=(train, dim))).astype(np.float32),
              train_labels=train_y,
-             test_features=(centers[test_y] + 0.6 * rng.normal(size=(300, 24))).astype(np.float32),
+             test_features=(centers[test_y] + 0.6 * rng.normal(size=(test, dim))).astype(np.float32),
              test_labels=test_y)
+
+
+def test_quality_benchmark_runs_end_to_end(tmp_path):
+    write_tiny_features(tmp_path / "tiny.npz", seed=0, classes=10, dim=24, train=1200, test=300)
     out, plot = tmp_path / "QUALITY.md", tmp_path / "quality.png"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "selection_quality.py"), "--quick",
                            "--taus", "0.07,0.2", "--features", str(tmp_path / "tiny.npz"), "--out", str(out), "--plot", str(plot)],
@@ -36,14 +40,7 @@ def test_quality_benchmark_runs_end_to_end(tmp_path):
 
 
 def test_a_setting_given_with_chosen_is_used_and_reported(tmp_path):
-    rng = np.random.default_rng(1)
-    centers = rng.normal(size=(6, 16))
-    train_y, test_y = rng.integers(0, 6, 800), rng.integers(0, 6, 200)
-    np.savez(tmp_path / "tiny.npz",
-             train_features=(centers[train_y] + 0.6 * rng.normal(size=(800, 16))).astype(np.float32),
-             train_labels=train_y,
-             test_features=(centers[test_y] + 0.6 * rng.normal(size=(200, 16))).astype(np.float32),
-             test_labels=test_y)
+    write_tiny_features(tmp_path / "tiny.npz", seed=1, classes=6, dim=16, train=800, test=200)
     out = tmp_path / "QUALITY.md"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "selection_quality.py"), "--quick",
                            "--only-activeft", "--chosen", "paper:0.07:0.01", "--features", str(tmp_path / "tiny.npz"),
@@ -77,14 +74,7 @@ def test_class_balance_diagnostic_draws_equal_classes_and_runs(tmp_path):
 
 
 def test_validation_ablation_runs_end_to_end(tmp_path):
-    rng = np.random.default_rng(1)
-    centers = rng.normal(size=(10, 24))
-    train_y, test_y = rng.integers(0, 10, 1200), rng.integers(0, 10, 300)
-    np.savez(tmp_path / "tiny.npz",
-             train_features=(centers[train_y] + 0.6 * rng.normal(size=(1200, 24))).astype(np.float32),
-             train_labels=train_y,
-             test_features=(centers[test_y] + 0.6 * rng.normal(size=(300, 24))).astype(np.float32),
-             test_labels=test_y)
+    write_tiny_features(tmp_path / "tiny.npz", seed=1, classes=10, dim=24, train=1200, test=300)
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "validation_ablation.py"), "--quick",
                            "--seeds", "1", "--budget", "5%", "--features", str(tmp_path / "tiny.npz")],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
