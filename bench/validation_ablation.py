@@ -1,13 +1,17 @@
-"""Does ActiveFT at 0.5% gain from more iterations or a k-means++ start? Asked on the validation split only.
+"""Which setting of ActiveFT matters at 0.5%? Asked on the validation split only.
 
 Runs the `released` form at the smallest budget of the quality benchmark (0.5% of the pool) on the same seeded split
 as `bench/selection_quality.py`, scoring the linear probe on the validation images (never the test set):
-300 iterations (the default), 1,000 iterations, and 300 iterations started from a k-means++ (D²-sampled) draw of
-the pool instead of a uniform one; then k-means, TypiClust and random on the same split for reference. The
-k-means++ start is an experiment of this script (it swaps the optimizer's initialisation for the run), not an
-option of the product.
+300 iterations (the default), 1,000 iterations, 300 iterations started from a k-means++ (D²-sampled) draw of
+the pool instead of a uniform one, and other weights λ of the diversity term (``--balances``); then k-means,
+TypiClust and random on the same split for reference. The k-means++ start is an experiment of this script (it swaps
+the optimizer's initialisation for the run), not an option of the product.
+
+Every ActiveFT row also counts how often the final unique assignment mattered: the centroids whose most similar
+sample was also another centroid's most similar sample, so that one of them had to take its next-best sample.
 
     python bench/validation_ablation.py --features bench/.cache/fashion_mnist_60000_10000_112px.npz
+    python bench/validation_ablation.py --features ... --variants default,balance --balances 0.5,2
 """
 
 import argparse
@@ -23,7 +27,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from activeft_label.evaluation import run_trials, summarize  # noqa: E402
-from activeft_label.selection import activeft  # noqa: E402
+from activeft_label.selection import activeft, api  # noqa: E402
+from activeft_label.selection._common import nearest  # noqa: E402
 from selection_quality import load_split  # noqa: E402
 
 
@@ -41,10 +46,25 @@ def kmeanspp_start(points, budget, fixed, seed, memory_budget=None):
     return torch.as_tensor(chosen, dtype=torch.long, device=points.device)
 
 
-def report(name, trials, started):
+VARIANTS = ("default", "iterations", "start", "balance", "baselines")
+
+
+def counting_shared_nearest(record):
+    """The product's final mapping, wrapped to append to ``record`` how many centroids shared a nearest sample."""
+    mapping = api.centroids_to_samples
+
+    def wrapped(points, theta, fixed=None, **kwargs):
+        index, _ = nearest(theta, points)
+        record.append(theta.shape[0] - torch.unique(index).numel())
+        return mapping(points, theta, fixed, **kwargs)
+    return wrapped
+
+
+def report(name, trials, started, shared=None):
     (cell,) = summarize(trials).values()          # one budget, one method: a single cell
+    shared = "—" if shared is None else f"{np.mean(shared):.1f}"
     print(f"| {name} | {100 * cell['accuracy_mean']:.2f} ± {100 * cell['accuracy_std']:.2f} | "
-          f"{100 * cell['coverage_mean']:.2f} | {time.perf_counter() - started:.0f} |", flush=True)
+          f"{100 * cell['coverage_mean']:.2f} | {shared} | {time.perf_counter() - started:.0f} |", flush=True)
 
 
 def main():
@@ -54,29 +74,56 @@ def main():
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--probe-c", type=float, default=10.0, help="the probe's C (the quality run's validation choice)")
     parser.add_argument("--quick", action="store_true", help="tiny subset, few iterations (smoke run)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"rows to run, comma-separated, from: {', '.join(VARIANTS)} (default: all)")
+    parser.add_argument("--balances", default="0.5,2",
+                        help="λ values of the released form for the 'balance' rows (λ = 1 is the default row)")
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    try:
+        balances = [float(v) for v in args.balances.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"--balances takes comma-separated numbers, got {args.balances!r}")
+    if any(b <= 0 for b in balances):
+        parser.error("every λ in --balances must be > 0")
     (pool_x, pool_y), (val_x, val_y), _ = load_split(args.features, args.quick)
     seeds = tuple(range(args.seeds))
     common = dict(seeds=seeds, probe_c=args.probe_c)
     base = 30 if args.quick else 300
     print(f"Validation accuracy (%) at {args.budget} of {pool_x.shape[0]} pool images, {len(seeds)} seeds "
           f"(mean ± std), coverage ×100, seconds:\n")
-    print("| variant | validation accuracy | coverage | time (s) |\n|---|---|---|---|")
+    print("| variant | validation accuracy | coverage | centroids sharing a nearest sample (of B) | time (s) |\n"
+          "|---|---|---|---|---|")
     uniform = activeft.initial_centroids
-    for name, iterations, start in ((f"ActiveFT released, {base} iterations, uniform start", base, uniform),
-                                    (f"ActiveFT released, {base * 10 // 3} iterations", base * 10 // 3, uniform),
-                                    (f"ActiveFT released, {base} iterations, k-means++ start", base, kmeanspp_start)):
+    rows = []
+    if "default" in variants:
+        rows.append((f"ActiveFT released, {base} iterations, uniform start", base, uniform, 1.0))
+    if "iterations" in variants:
+        rows.append((f"ActiveFT released, {base * 10 // 3} iterations", base * 10 // 3, uniform, 1.0))
+    if "start" in variants:
+        rows.append((f"ActiveFT released, {base} iterations, k-means++ start", base, kmeanspp_start, 1.0))
+    if "balance" in variants:
+        rows += [(f"ActiveFT released, {base} iterations, λ = {lam:g}", base, uniform, lam) for lam in balances]
+    mapping = api.centroids_to_samples
+    for name, iterations, start, balance in rows:
+        shared = []
         activeft.initial_centroids = start
+        api.centroids_to_samples = counting_shared_nearest(shared)
         try:
             started = time.perf_counter()
             trials = run_trials(pool_x, pool_y, val_x, val_y, [args.budget], ["activeft"], loss="released",
-                                temperature=0.07, iterations=iterations, **common)
+                                temperature=0.07, iterations=iterations, balance=balance, **common)
         finally:
             activeft.initial_centroids = uniform
-        report(name, trials, started)
-    for method in ("kmeans", "typiclust", "random"):
-        started = time.perf_counter()
-        report(method, run_trials(pool_x, pool_y, val_x, val_y, [args.budget], [method], **common), started)
+            api.centroids_to_samples = mapping
+        report(name, trials, started, shared)
+    if "baselines" in variants:
+        for method in ("kmeans", "typiclust", "random"):
+            started = time.perf_counter()
+            report(method, run_trials(pool_x, pool_y, val_x, val_y, [args.budget], [method], **common), started)
 
 
 if __name__ == "__main__":

@@ -73,12 +73,40 @@ def test_class_balance_diagnostic_draws_equal_classes_and_runs(tmp_path):
     assert "| 14 (0.5%) |" in proc.stdout and "| 54 (2%) |" in proc.stdout
 
 
-def test_validation_ablation_runs_end_to_end(tmp_path):
+def run_ablation(tmp_path, *options):
     write_tiny_features(tmp_path / "tiny.npz", seed=1, classes=10, dim=24, train=1200, test=300)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "validation_ablation.py"), "--quick",
-                           "--seeds", "1", "--budget", "5%", "--features", str(tmp_path / "tiny.npz")],
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bench", "validation_ablation.py"), "--quick",
+                           "--seeds", "1", "--budget", "5%", "--features", str(tmp_path / "tiny.npz"), *options],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def table_rows(stdout):
+    return [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in stdout.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+def test_validation_ablation_runs_end_to_end(tmp_path):
+    proc = run_ablation(tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 7                    # header + three ActiveFT variants + three baselines
-    assert any("k-means++ start" in row for row in rows) and any(row.startswith("| random |") for row in rows)
+    header, *rows = table_rows(proc.stdout)
+    assert len(rows) == 8                    # five ActiveFT variants (λ = 0.5 and 2 among them), three baselines
+    names = [row[0] for row in rows]
+    assert any("k-means++ start" in name for name in names) and names[-3:] == ["kmeans", "typiclust", "random"]
+    assert sum("λ = " in name for name in names) == 2
+    budget = 45                              # 5% of the 900 pool rows (--quick keeps 1,000, validation takes 100)
+    for row in rows[:5]:                     # ActiveFT rows count the centroids that shared a nearest sample
+        assert 0 <= float(row[3]) <= budget
+    assert all(row[3] == "—" for row in rows[5:])
+
+
+def test_validation_ablation_runs_only_the_chosen_variants(tmp_path):
+    proc = run_ablation(tmp_path, "--variants", "balance", "--balances", "3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header, *rows = table_rows(proc.stdout)
+    assert [row[0] for row in rows] == ["ActiveFT released, 30 iterations, λ = 3"]
+
+
+def test_validation_ablation_names_a_bad_variant(tmp_path):
+    proc = run_ablation(tmp_path, "--variants", "default,tau")
+    assert proc.returncode == 2
+    assert "unknown variant(s) tau" in proc.stderr and "Traceback" not in proc.stderr
