@@ -1,17 +1,18 @@
 """Which setting of ActiveFT matters at 0.5%? Asked on the validation split only.
 
-Runs the `released` form at the smallest budget of the quality benchmark (0.5% of the pool) on the same seeded split
-as `bench/selection_quality.py`, scoring the linear probe on the validation images (never the test set):
-300 iterations (the default), 1,000 iterations, 300 iterations started from a k-means++ (D²-sampled) draw of
-the pool instead of a uniform one, and other weights λ of the diversity term (``--balances``); then k-means,
-TypiClust and random on the same split for reference. The k-means++ start is an experiment of this script (it swaps
-the optimizer's initialisation for the run), not an option of the product.
+Runs the `released` form (or, with ``--loss paper``, the paper's form) at the smallest budget of the quality
+benchmark (0.5% of the pool) on the same seeded split as `bench/selection_quality.py`, scoring the linear probe on
+the validation images (never the test set): 300 iterations (the default), 1,000 iterations, 300 iterations started
+from a k-means++ (D²-sampled) draw of the pool instead of a uniform one, and other weights λ of the diversity term
+(``--balances``); then k-means, TypiClust and random on the same split for reference. The k-means++ start is an
+experiment of this script (it swaps the optimizer's initialisation for the run), not an option of the product.
 
 Every ActiveFT row also counts how often the final unique assignment mattered: the centroids whose most similar
 sample was also another centroid's most similar sample, so that one of them had to take its next-best sample.
 
     python bench/validation_ablation.py --features bench/.cache/fashion_mnist_60000_10000_112px.npz
     python bench/validation_ablation.py --features ... --variants default,balance --balances 0.5,2
+    python bench/validation_ablation.py --features ... --loss paper --variants balance --balances 0.1,0.3,1
 """
 
 import argparse
@@ -77,7 +78,9 @@ def main():
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"rows to run, comma-separated, from: {', '.join(VARIANTS)} (default: all)")
     parser.add_argument("--balances", default="0.5,2",
-                        help="λ values of the released form for the 'balance' rows (λ = 1 is the default row)")
+                        help="λ values for the 'balance' rows (λ = 1 is the default row)")
+    parser.add_argument("--loss", default="released", choices=("released", "paper"),
+                        help="ActiveFT loss form of every ActiveFT row (default: released, the product's default)")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -100,13 +103,13 @@ def main():
     uniform = activeft.initial_centroids
     rows = []
     if "default" in variants:
-        rows.append((f"ActiveFT released, {base} iterations, uniform start", base, uniform, 1.0))
+        rows.append((f"ActiveFT {args.loss}, {base} iterations, uniform start", base, uniform, 1.0))
     if "iterations" in variants:
-        rows.append((f"ActiveFT released, {base * 10 // 3} iterations", base * 10 // 3, uniform, 1.0))
+        rows.append((f"ActiveFT {args.loss}, {base * 10 // 3} iterations", base * 10 // 3, uniform, 1.0))
     if "start" in variants:
-        rows.append((f"ActiveFT released, {base} iterations, k-means++ start", base, kmeanspp_start, 1.0))
+        rows.append((f"ActiveFT {args.loss}, {base} iterations, k-means++ start", base, kmeanspp_start, 1.0))
     if "balance" in variants:
-        rows += [(f"ActiveFT released, {base} iterations, λ = {lam:g}", base, uniform, lam) for lam in balances]
+        rows += [(f"ActiveFT {args.loss}, {base} iterations, λ = {lam:g}", base, uniform, lam) for lam in balances]
     mapping = api.centroids_to_samples
     for name, iterations, start, balance in rows:
         shared = []
@@ -114,7 +117,7 @@ def main():
         api.centroids_to_samples = counting_shared_nearest(shared)
         try:
             started = time.perf_counter()
-            trials = run_trials(pool_x, pool_y, val_x, val_y, [args.budget], ["activeft"], loss="released",
+            trials = run_trials(pool_x, pool_y, val_x, val_y, [args.budget], ["activeft"], loss=args.loss,
                                 temperature=0.07, iterations=iterations, balance=balance, **common)
         finally:
             activeft.initial_centroids = uniform

@@ -104,6 +104,10 @@ def test_validation_ablation_runs_only_the_chosen_variants(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     header, *rows = table_rows(proc.stdout)
     assert [row[0] for row in rows] == ["ActiveFT released, 30 iterations, λ = 3"]
+    proc = run_ablation(tmp_path, "--variants", "default", "--loss", "paper")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header, *rows = table_rows(proc.stdout)
+    assert [row[0] for row in rows] == ["ActiveFT paper, 30 iterations, uniform start"]
 
 
 def test_validation_ablation_names_a_bad_variant(tmp_path):
