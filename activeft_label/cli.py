@@ -119,6 +119,9 @@ def selection_options(command=None, *, budget_required=True, budget_help=None):
         click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate."),
         click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
                      help="Random seed: same seed and device give the same selection."),
+        click.option("--center/--no-center", default=False, show_default=True,
+                     help="Compare items after subtracting the pool's mean direction (every method). Pretrained "
+                          "features share a common direction; centring spreads them (see bench/QUALITY.md)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -145,8 +148,8 @@ def selection_options(command=None, *, budget_required=True, budget_help=None):
               help="ActiveFT: weight of the loss's second term (1 in both sources; for --loss paper 0.01 measured "
                    "better, see bench/QUALITY.md).")
 @friendly_errors
-def select(source, budget, method, loss, iterations, temperature, lr, seed, model, pretrained, batch_size, workers,
-           cache_dir, no_cache, device, quiet, labeled, out, plot, projection, minibatch, balance):
+def select(source, budget, method, loss, iterations, temperature, lr, seed, center, model, pretrained, batch_size,
+           workers, cache_dir, no_cache, device, quiet, labeled, out, plot, projection, minibatch, balance):
     """Select items of SOURCE to annotate, ranked by priority.
 
     SOURCE is a folder of images (searched recursively), a text file with one
@@ -178,7 +181,8 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, mode
             raise InputError(f"{name} applies to --method activeft only")
     extra = {key: value for key, value in (("minibatch", minibatch), ("balance", balance)) if value is not None}
     result = run_selection(pool.features, budget, method, fixed=fixed, loss=loss, temperature=temperature, lr=lr,
-                           iterations=iterations, seed=seed, device=device, progress=not quiet, **extra)
+                           iterations=iterations, seed=seed, device=device, progress=not quiet, center=center,
+                           **extra)
     write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
     if plot:
         plot_selection(pool.features, result, plot, projection=projection)

@@ -36,11 +36,14 @@ def _load_labels(path, expected, what):
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds per cell.")
 @click.option("--iters", "iterations", type=click.IntRange(0), default=300, show_default=True,
               help="ActiveFT steps.")
+@click.option("--center/--no-center", default=False, show_default=True,
+              help="Every method compares items after subtracting the pool's mean direction (the probe always "
+                   "sees the features as given).")
 @click.option("--device", default="auto", show_default=True, envvar="ACTIVEFT_DEVICE")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write every trial as CSV.")
 @friendly_errors
 def evaluate(features_path, labels_path, test_features, test_labels, test_fraction, budgets, methods, seeds,
-             iterations, device, out):
+             iterations, center, device, out):
     """Compare selection methods on a labeled pool with a linear probe.
 
     Each method selects from the pool without seeing labels; a logistic
@@ -71,7 +74,8 @@ def evaluate(features_path, labels_path, test_features, test_labels, test_fracti
         pool_x, pool_y = features[order[cut:]], labels[order[cut:]]
 
     trials = run_trials(pool_x, pool_y, test_x, test_y, list(budgets), method_list, seeds=range(seeds),
-                        iterations=iterations, device=device, progress=lambda line: say(line, err=True))
+                        iterations=iterations, device=device, center=center,
+                        progress=lambda line: say(line, err=True))
     summary = summarize(trials)
     counts = sorted({t.budget for t in trials})
     say(f"Linear-probe accuracy (%) on {test_x.shape[0]} test items, pool of {pool_x.shape[0]}, "

@@ -63,7 +63,7 @@ from .errors import InputError  # noqa: E402
 @common_options
 @click.pass_context
 @friendly_errors
-def select(ctx, dataset_name, saved_view, view_stages, budget, method, loss, iterations, temperature, lr, seed,
+def select(ctx, dataset_name, saved_view, view_stages, budget, method, loss, iterations, temperature, lr, seed, center,
            embeddings_field, store_embeddings, model, pretrained, batch_size, workers, cache_dir, no_cache, tag,
            rank_field, run_name, exclude_labeled, device, quiet):
     """Tag and rank the samples of a dataset worth annotating first.
@@ -102,7 +102,7 @@ def select(ctx, dataset_name, saved_view, view_stages, budget, method, loss, ite
         model=None if embeddings_field else model, pretrained=None if embeddings_field else pretrained,
         store_embeddings=store_embeddings, exclude_labeled=list(exclude_labeled) or None, tag=tag,
         rank_field=rank_field, run_name=run_name, loss=loss, temperature=temperature, lr=lr, iterations=iterations,
-        seed=seed, device=device, batch_size=batch_size, num_workers=workers,
+        seed=seed, center=center, device=device, batch_size=batch_size, num_workers=workers,
         cache_dir=False if no_cache else cache_dir, progress=not quiet)
     say(summary.describe())
 

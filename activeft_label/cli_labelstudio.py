@@ -96,7 +96,7 @@ def labelstudio():
 @_server_options
 @friendly_errors
 @_guard_secrets
-def select_command(project_id, budget, method, loss, iterations, temperature, lr, seed, mode, view_id, image_field,
+def select_command(project_id, budget, method, loss, iterations, temperature, lr, seed, center, mode, view_id, image_field,
                    title, predictions, model_version, out, model, pretrained, batch_size, workers, cache_dir,
                    no_cache, device, quiet, url, api_key):
     """Rank a project's tasks and queue the best BUDGET for annotation.
@@ -136,7 +136,7 @@ def select_command(project_id, budget, method, loss, iterations, temperature, lr
             conn, project_id, budget, mode=mode, view=view_id, field=image_field, title=title,
             predictions=predictions, model_version=model_version, method=method,
             select_options=dict(loss=loss, temperature=temperature, lr=lr, iterations=iterations, seed=seed,
-                                device=device),
+                                center=center, device=device),
             embed_options=dict(model=model, pretrained=pretrained, device=device, batch_size=batch_size,
                                num_workers=workers, cache_dir=False if no_cache else cache_dir),
             progress=not quiet)
@@ -175,7 +175,7 @@ def select_command(project_id, budget, method, loss, iterations, temperature, lr
 @_server_options
 @friendly_errors
 @_guard_secrets
-def setup_command(source, title, labels, task, budget, method, loss, iterations, temperature, lr, seed, images,
+def setup_command(source, title, labels, task, budget, method, loss, iterations, temperature, lr, seed, center, images,
                   document_root, out, model, pretrained, batch_size, workers, cache_dir, no_cache, device, quiet,
                   url, api_key):
     """Create a Label Studio project holding the best BUDGET images of SOURCE.
@@ -228,7 +228,7 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
                          num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
         _report_skipped(pool.skipped)
         result = run_selection(pool.features, budget, method, loss=loss, temperature=temperature, lr=lr,
-                               iterations=iterations, seed=seed, device=device, progress=not quiet)
+                               iterations=iterations, seed=seed, center=center, device=device, progress=not quiet)
         report = setup_project(conn, title, labels, pool, result, task=task, images=images,
                                document_root=document_root, progress=not quiet)
     if out:

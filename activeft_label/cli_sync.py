@@ -114,7 +114,7 @@ _TASK_FIELD_HELP = "Integer sample field holding each pushed sample's Label Stud
 @_guard_secrets
 @_resumable
 def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, labels, task, round_number, budget,
-                 method, loss, iterations, temperature, lr, seed, run_name, reselect, embeddings_field,
+                 method, loss, iterations, temperature, lr, seed, center, run_name, reselect, embeddings_field,
                  exclude_labeled, tag, task_field, images, document_root, import_batch, model, pretrained, batch_size,
                  workers, cache_dir, no_cache, device, quiet, url, api_key):
     """Select samples of a dataset and queue them in Label Studio in priority order.
@@ -159,7 +159,8 @@ def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, 
     options = dict(method=method, embeddings_field=embeddings_field, model=None if embeddings_field else model,
                    pretrained=None if embeddings_field else pretrained,
                    exclude_labeled=list(exclude_labeled) or None, tag=tag, loss=loss, temperature=temperature, lr=lr,
-                   iterations=iterations, seed=seed, device=device, batch_size=batch_size, num_workers=workers,
+                   iterations=iterations, seed=seed, center=center, device=device, batch_size=batch_size,
+                   num_workers=workers,
                    cache_dir=False if no_cache else cache_dir)
     with connect(url, api_key) as conn:
         result = sync_module.push(view, conn, budget, project_id=project_id, title=title, labels=labels, task=task,

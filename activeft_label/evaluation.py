@@ -53,7 +53,7 @@ def _unit(x):
 
 
 def run_trials(features, labels, test_features, test_labels, budgets, methods=METHODS, seeds=(0, 1, 2),
-               probe_c=1.0, method_params=None, progress=None, **select_kwargs):
+               probe_c=1.0, method_params=None, progress=None, center=False, **select_kwargs):
     """Every (budget, method, seed): select on ``features``, train on the picks, score on the test set.
 
     Parameters
@@ -67,6 +67,7 @@ def run_trials(features, labels, test_features, test_labels, budgets, methods=ME
     probe_c : float, regularisation of the logistic regression
     method_params : dict of method name -> dict of extra select() parameters
     progress : callable(str) or None, told about each finished trial
+    center : bool, passed to :func:`select` for every method (the probe always sees the features as given)
 
     Returns
     -------
@@ -90,7 +91,7 @@ def run_trials(features, labels, test_features, test_labels, budgets, methods=ME
                 started = time.perf_counter()
                 extra = dict(select_kwargs) if method == "activeft" else {}
                 extra.update(method_params.get(method, {}))
-                result = select(features, count, method, seed=seed, **extra)
+                result = select(features, count, method, seed=seed, center=center, **extra)
                 seconds = time.perf_counter() - started
                 picks = result.indices
                 accuracy = linear_probe_accuracy(features[picks], labels[picks], test_features, test_labels, probe_c)

@@ -50,7 +50,7 @@ def load_split(path, quick=False):
 
 
 def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False, tau_grid=(0.07,),
-                         balance_grid=(1.0,), losses=LOSSES, validation_seeds=2):
+                         balance_grid=(1.0,), losses=LOSSES, validation_seeds=2, center=False):
     """Pick the probe's C (with random picks) and ActiveFT's (τ, λ) per loss form, by validation accuracy."""
     seeds = (0,) if quick else tuple(range(validation_seeds))
     scores = {}
@@ -70,7 +70,7 @@ def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False
         for tau, lam in grid:
             trials = run_trials(pool_x, pool_y, val_x, val_y, budgets, ["activeft"], seeds=seeds, probe_c=probe_c,
                                 method_params={"activeft": {"balance": lam}}, loss=loss, temperature=tau,
-                                iterations=30 if quick else 300)
+                                iterations=30 if quick else 300, center=center)
             grid_scores[(tau, lam)] = float(np.mean([t.accuracy for t in trials]))
             print(f"validation {loss} τ={tau} λ={lam}: {100 * grid_scores[(tau, lam)]:.2f}%", flush=True)
         chosen[loss] = max(grid_scores, key=grid_scores.get)
@@ -101,6 +101,9 @@ def main():
     parser.add_argument("--only-activeft", action="store_true",
                         help="skip the baselines (their numbers do not depend on τ or λ: same split and seeds as a "
                              "full run)")
+    parser.add_argument("--center", action="store_true",
+                        help="every method selects on centred features (select(center=True)); the probe is "
+                             "unchanged")
     parser.add_argument("--out", default=os.path.join(HERE, "QUALITY.md"))
     parser.add_argument("--plot", default=os.path.join(HERE, "quality.png"))
     args = parser.parse_args()
@@ -124,7 +127,7 @@ def main():
             given[loss] = (float(tau), float(lam))
         probe_c, chosen = choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, args.quick, tau_grid,
                                                balance_grid, [loss for loss in losses if loss not in given],
-                                               args.validation_seeds)
+                                               args.validation_seeds, args.center)
         for loss, setting in given.items():
             chosen[loss] = setting
             log.append(f"- ActiveFT (τ, λ) ({loss} loss): {setting}, given with --chosen (not searched in this run)")
@@ -138,13 +141,13 @@ def main():
     iterations = 30 if args.quick else 300
     baselines = [] if args.only_activeft else [m for m in METHODS if m != "activeft"]
     trials = run_trials(pool_x, pool_y, test_x, test_y, budgets, baselines, seeds=seeds, probe_c=probe_c,
-                        progress=print) if baselines else []
+                        center=args.center, progress=print) if baselines else []
     tuned_labels, default_labels = [], []
     for loss in losses:
         tau, lam = chosen[loss]
         tuned = run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds, probe_c=probe_c,
                            method_params={"activeft": {"balance": lam}}, loss=loss, temperature=tau,
-                           iterations=iterations, progress=print)
+                           iterations=iterations, center=args.center, progress=print)
         name = loss if (tau, lam) == (0.07, 1.0) else f"{loss}, τ={tau}, λ={lam}"
         for trial in tuned:
             trial.params["loss"] = name
@@ -154,7 +157,8 @@ def main():
         # --only-activeft: the full run has the default rows; --chosen: that form's default row is not wanted.
         if (tau, lam) != (0.07, 1.0) and not args.only_activeft and not given_here:
             defaults = run_trials(pool_x, pool_y, test_x, test_y, budgets, ["activeft"], seeds=seeds,
-                                  probe_c=probe_c, loss=loss, temperature=0.07, iterations=iterations, progress=print)
+                                  probe_c=probe_c, loss=loss, temperature=0.07, iterations=iterations,
+                                  center=args.center, progress=print)
             trials += defaults
             default_labels.append(f"activeft ({loss})")
 
@@ -171,7 +175,9 @@ def main():
         f"Pool {pool_x.shape[0]} images (seeded subset of the train split, after carving {val_x.shape[0]} for "
         f"validation), test {test_x.shape[0]} images (seeded subset of the test split). Features: "
         f"EfficientNet-Lite0, ImageNet weights, {os.path.basename(args.features)}. {len(seeds)} seed(s) per cell, "
-        f"{iterations} ActiveFT iterations. Linear-probe top-1 accuracy (%), mean ± std over seeds:\n",
+        f"{iterations} ActiveFT iterations." + (" Every method selected on centred features (center=True); "
+                                                "coverage is measured in that space." if args.center else "") +
+        " Linear-probe top-1 accuracy (%), mean ± std over seeds:\n",
         table, "", "Coverage (mean distance of the pool to its nearest pick, ×100):\n", coverage, "",
         "Hyper-parameters, chosen on the validation split only:", *log, "",
         f"Total time {elapsed / 60:.1f} min on {os.cpu_count()} CPU cores.",

@@ -81,6 +81,8 @@ def main():
                         help="λ values for the 'balance' rows (λ = 1 is the default row)")
     parser.add_argument("--loss", default="released", choices=("released", "paper"),
                         help="ActiveFT loss form of every ActiveFT row (default: released, the product's default)")
+    parser.add_argument("--center", action="store_true",
+                        help="every row selects on centred features (select(center=True)); the probe is unchanged")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -94,10 +96,11 @@ def main():
         parser.error("every λ in --balances must be > 0")
     (pool_x, pool_y), (val_x, val_y), _ = load_split(args.features, args.quick)
     seeds = tuple(range(args.seeds))
-    common = dict(seeds=seeds, probe_c=args.probe_c)
+    common = dict(seeds=seeds, probe_c=args.probe_c, center=args.center)
     base = 30 if args.quick else 300
     print(f"Validation accuracy (%) at {args.budget} of {pool_x.shape[0]} pool images, {len(seeds)} seeds "
-          f"(mean ± std), coverage ×100, seconds:\n")
+          f"(mean ± std), coverage ×100, seconds" + (", every row on centred features" if args.center else "")
+          + ":\n")
     print("| variant | validation accuracy | coverage | centroids sharing a nearest sample (of B) | time (s) |\n"
           "|---|---|---|---|---|")
     uniform = activeft.initial_centroids

@@ -94,6 +94,41 @@ def test_many_identical_rows_still_give_b_unique_items():
         assert np.unique(result.indices).size == 80
 
 
+def test_centring_removes_the_shared_direction_and_keeps_rows_unit():
+    rng = np.random.default_rng(3)
+    x = np.abs(rng.normal(size=(400, 12))).astype(np.float32)    # ReLU-like: all cosines positive
+    plain = normalize(x, torch.device("cpu"))
+    centred = normalize(x, torch.device("cpu"), center=True)
+    assert float((plain @ plain.T).mean()) > 0.5
+    assert abs(float(centred.mean(dim=0).norm())) < 0.05 * abs(float(plain.mean(dim=0).norm()))
+    torch.testing.assert_close(torch.linalg.vector_norm(centred, dim=1), torch.ones(400))
+    # Centring is a property of the pool, not of the scale of each row.
+    scaled = normalize(x * rng.uniform(0.1, 10, size=(400, 1)).astype(np.float32), torch.device("cpu"), center=True)
+    torch.testing.assert_close(scaled, centred, atol=1e-5, rtol=0)
+
+
+def test_centring_a_pool_that_points_one_way_changes_nothing():
+    x = np.tile(np.array([[1.0, 2.0, 3.0]], dtype=np.float32), (30, 1)) * np.arange(1, 31, dtype=np.float32)[:, None]
+    torch.testing.assert_close(normalize(x, torch.device("cpu"), center=True), normalize(x, torch.device("cpu")))
+    result = select(x, 5, iterations=5, center=True)
+    assert np.unique(result.indices).size == 5
+
+
+@pytest.mark.parametrize("method", ["activeft", "kmeans", "typiclust", "coreset", "probcover"])
+def test_centring_is_applied_to_every_method_and_recorded(method):
+    shared = 3.0 * np.ones(16, dtype=np.float32)               # a direction every item shares
+    x, _ = clustered(n_clusters=6, per_cluster=40, dim=16, seed=4)
+    x = x + shared
+    plain = select(x, 12, method, iterations=30, seed=1)
+    centred = select(x, 12, method, iterations=30, seed=1, center=True)
+    by_hand = select(x / np.linalg.norm(x, axis=1, keepdims=True)
+                     - (x / np.linalg.norm(x, axis=1, keepdims=True)).mean(axis=0), 12, method, iterations=30,
+                     seed=1)
+    assert centred.params["center"] is True and plain.params["center"] is False
+    assert sorted(centred.indices.tolist()) == sorted(by_hand.indices.tolist())
+    assert np.unique(centred.indices).size == 12
+
+
 def test_select_all_available_items():
     x, _ = clustered(n_clusters=2, per_cluster=10, seed=7)
     result = select(x, 17, iterations=10, fixed=[0, 1, 2])
@@ -175,6 +210,7 @@ def test_bad_features_are_rejected_with_a_clear_message(features, message):
     ({"budget": 2, "delta": 0.3}, "no parameter"),
     ({"budget": 2, "minibatch": 0}, "minibatch"),
     ({"budget": 2, "minibatch": 2.5}, "minibatch"),
+    ({"budget": 2, "center": "yes"}, "center must be True or False"),
 ])
 def test_bad_parameters_are_rejected_up_front(kwargs, message):
     x, _ = clustered(n_clusters=2, per_cluster=10)

@@ -295,6 +295,24 @@ def test_select_minibatch_runs_activeft_on_random_rows_and_refuses_baselines(tmp
     assert not (tmp_path / "k.csv").exists()
 
 
+@pytest.mark.parametrize("method", ["activeft", "kmeans"])
+def test_select_center_equals_selecting_from_centred_features(tmp_path, method):
+    x, _ = clustered_npz(tmp_path / "f.npz")
+    shifted = x + 4.0 * np.abs(x).mean()          # a direction every item shares
+    unit_shifted = shifted / np.linalg.norm(shifted, axis=1, keepdims=True)
+    np.save(tmp_path / "shifted.npy", shifted)
+    np.save(tmp_path / "by_hand.npy", unit_shifted - unit_shifted.mean(axis=0))
+    outputs = {}
+    for name, source, extra in [("center", "shifted.npy", ["--center"]), ("by_hand", "by_hand.npy", []),
+                                ("plain", "shifted.npy", ["--no-center"])]:
+        result = run(["select", str(tmp_path / source), "-b", "10", "--iters", "40", "--method", method, "-q",
+                      "--out", str(tmp_path / f"{name}.csv")] + extra)
+        assert result.exit_code == 0, result.output
+        outputs[name] = sorted(int(r["index"]) for r in read_csv(tmp_path / f"{name}.csv"))
+    assert outputs["center"] == outputs["by_hand"]
+    assert outputs["center"] != outputs["plain"]
+
+
 def test_select_balance_is_passed_to_activeft_and_checked(tmp_path):
     clustered_npz(tmp_path / "f.npz")
     out = tmp_path / "picks.json"

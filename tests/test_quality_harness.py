@@ -43,7 +43,8 @@ def test_a_setting_given_with_chosen_is_used_and_reported(tmp_path):
     write_tiny_features(tmp_path / "tiny.npz", seed=1, classes=6, dim=16, train=800, test=200)
     out = tmp_path / "QUALITY.md"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "selection_quality.py"), "--quick",
-                           "--only-activeft", "--chosen", "paper:0.07:0.01", "--features", str(tmp_path / "tiny.npz"),
+                           "--only-activeft", "--chosen", "paper:0.07:0.01", "--center",
+                           "--features", str(tmp_path / "tiny.npz"),
                            "--out", str(out), "--plot", ""],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -51,6 +52,7 @@ def test_a_setting_given_with_chosen_is_used_and_reported(tmp_path):
     assert "| activeft (paper, τ=0.07, λ=0.01) |" in report
     assert "| activeft (released) |" in report and "| activeft (paper) |" not in report
     assert "(paper loss): (0.07, 0.01), given with --chosen" in report
+    assert "Every method selected on centred features" in report
 
 
 def test_class_balance_diagnostic_draws_equal_classes_and_runs(tmp_path):
@@ -104,8 +106,9 @@ def test_validation_ablation_runs_only_the_chosen_variants(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     header, *rows = table_rows(proc.stdout)
     assert [row[0] for row in rows] == ["ActiveFT released, 30 iterations, λ = 3"]
-    proc = run_ablation(tmp_path, "--variants", "default", "--loss", "paper")
+    proc = run_ablation(tmp_path, "--variants", "default", "--loss", "paper", "--center")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "every row on centred features" in proc.stdout
     header, *rows = table_rows(proc.stdout)
     assert [row[0] for row in rows] == ["ActiveFT paper, 30 iterations, uniform start"]
 

@@ -982,7 +982,7 @@ def write_labels(collection, field_name, labels, *, overwrite=False):
 def select_samples(collection, budget, *, method="activeft", embeddings_field=None, model=None, pretrained=None,
                    store_embeddings=None, exclude_labeled=None, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD,
                    run_name=DEFAULT_RUN_NAME, loss=None, temperature=0.07, lr=1e-3, iterations=300, seed=0,
-                   device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False, rank_offset=0,
+                   center=False, device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False, rank_offset=0,
                    extra=None):
     """Select samples of a dataset or view to annotate, and write the selection back.
 
@@ -1006,7 +1006,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
         labeled: never selected, and the new picks cover what they do not.
     tag, rank_field, run_name : str
         See :func:`push`.
-    loss, temperature, lr, iterations, seed, device
+    loss, temperature, lr, iterations, seed, center, device
         Passed to :func:`activeft_label.select`.
     batch_size, num_workers, cache_dir
         Passed to :func:`activeft_label.embeddings.embed_images`.
@@ -1057,7 +1057,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
     options = dict(temperature=temperature, lr=lr, iterations=iterations, loss=loss or DEFAULT_LOSS) \
         if method == "activeft" else {}
     result = run_selection(pool.features, count, method, fixed=pool.fixed if pool.fixed.size else None, seed=seed,
-                           device=device, progress=progress is True, **options)
+                           center=center, device=device, progress=progress is True, **options)
 
     report(0.95, "writing tags, ranks and the saved view")
     if store_embeddings:

@@ -25,7 +25,7 @@ tag, rank_field, run_name : str
     Defaults ``activeft``, ``activeft_rank``, ``activeft``.
 exclude_labeled : str
     A field name (samples with a value count as labeled) or ``tag:NAME``.
-method, temperature, iterations, seed
+method, temperature, iterations, seed, center
     Advanced settings of the selection.
 """
 
@@ -91,7 +91,7 @@ def run_options(ctx, size):
         options["model"] = params.get("model") or DEFAULT_MODEL
         options["pretrained"] = params.get("pretrained") or None
         options["store_embeddings"] = params.get("store_embeddings") or None
-    for name in ("method", "temperature", "iterations", "seed"):
+    for name in ("method", "temperature", "iterations", "seed", "center"):
         if params.get(name) is not None:
             options[name] = params[name]
     return options
@@ -209,6 +209,8 @@ class SelectSamples(foo.Operator):
             inputs.float("temperature", default=0.07, min=1e-6, label="Temperature τ")
             inputs.int("iterations", default=300, min=0, label="Iterations")
             inputs.int("seed", default=0, min=0, label="Seed")
+            inputs.bool("center", default=False, label="Centre the embeddings",
+                        description="Compare samples after subtracting the pool's mean direction (every method)")
 
         if size > (LARGE_TO_READ if source == "field" else LARGE_TO_EMBED):
             inputs.view("delegation", types.Notice(

@@ -113,10 +113,29 @@ def _first(indices, k=5):
     return shown + (", ..." if len(indices) > k else "")
 
 
-def normalize(features, device):
-    """L2-normalise rows of a checked float32 array and move them to ``device``."""
+#: ``center``: pools whose unit rows average to a vector this close to unit length point (nearly) one way; centring
+#: them would only spread rounding noise, so they are left as they are.
+_COLLINEAR = 1e-4
+
+
+def normalize(features, device, center=False):
+    """L2-normalise rows of a checked float32 array and move them to ``device``.
+
+    With ``center``, the mean of the unit rows is then subtracted and the rows
+    normalised again, so that similarities measure where an item sits relative
+    to the pool rather than the direction every item shares (pretrained
+    features after a ReLU are all non-negative: their cosine similarities
+    crowd around a positive mean).  A unit row minus the mean m has length at
+    least 1 − |m|, so no row can collapse to zero unless the whole pool points
+    one way; such a pool is left uncentred.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
-    return torch.nn.functional.normalize(tensor, dim=1)
+    points = torch.nn.functional.normalize(tensor, dim=1)
+    if center:
+        mean = points.mean(dim=0, dtype=torch.float64).to(points.dtype)
+        if 1.0 - float(torch.linalg.vector_norm(mean)) > _COLLINEAR:
+            points = torch.nn.functional.normalize(points - mean, dim=1)
+    return points
 
 
 def rows_per_chunk(n_columns, memory_budget=DEFAULT_MEMORY_BUDGET, copies=3):

@@ -33,6 +33,7 @@ def select(
     device="auto",
     memory_budget=DEFAULT_MEMORY_BUDGET,
     progress=False,
+    center=False,
     **method_params,
 ):
     """Choose ``budget`` items of a pool to annotate.
@@ -65,6 +66,12 @@ def select(
         Bytes of similarity blocks held in memory at once.
     progress : bool, default=False
         Show a progress bar on stderr.
+    center : bool, default=False
+        Compare items after subtracting the pool's mean direction (rows are
+        L2-normalised, centred on their mean, normalised again), for every
+        method.  Pretrained features crowd around a shared direction; centring
+        spreads them.  See ``bench/QUALITY.md`` for what it changed on
+        Fashion-MNIST.  The coverage figure is then measured in the centred space.
     **method_params
         Extra parameters: of a baseline (e.g. ``delta`` for probcover), or of
         ActiveFT: ``balance`` (λ of the released form, default 1) and
@@ -98,10 +105,14 @@ def select(
     fixed_idx = _check_fixed(fixed, n)
     count = parse_budget(budget, n, already_labeled=fixed_idx.size)
     dev = resolve_device(device)
-    points = normalize(array, dev)
+    if not isinstance(center, (bool, np.bool_)):
+        raise InputError(f"center must be True or False, got {center!r}")
+    center = bool(center)
+    points = normalize(array, dev, center=center)
     fixed_t = torch.as_tensor(fixed_idx, dtype=torch.long, device=dev)
 
-    params = {"method": method, "budget": count, "seed": int(seed), "device": str(dev), "fixed": int(fixed_idx.size)}
+    params = {"method": method, "budget": count, "seed": int(seed), "device": str(dev), "fixed": int(fixed_idx.size),
+              "center": center}
     if method == "activeft":  # checked before any work
         _check_activeft_params(method_params, n)
     step_work = float(n) * (count + fixed_idx.size) * array.shape[1]
