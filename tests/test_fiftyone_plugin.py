@@ -119,10 +119,11 @@ def test_execute_on_selected_samples_with_own_names(installed, ds):
     chosen = ds.values("id")[5:17]
     foo.execute_operator(URI, ctx={"dataset": ds, "selected": chosen, "params": {
         "view_target": "SELECTED_SAMPLES", "budget": 2, "embeddings_field": "emb", "tag": "pick",
-        "rank_field": "priority", "run_name": "picked", "iterations": 50, "seed": 3}})
+        "rank_field": "priority", "run_name": "picked", "iterations": 50, "seed": 3, "center": True}})
     ds.reload()
     record = aft.get_run(ds, "picked")
     assert record["target_size"] == 12 and record["params"]["iterations"] == 50 and record["params"]["seed"] == 3
+    assert record["params"]["center"] is True
     assert set(record["sample_ids"]) <= set(chosen) and len(record["sample_ids"]) == 2
     assert ds.match_tags("pick").count() == 2 and ds.count("priority") == 2 and "activeft_rank" not in \
         ds.get_field_schema()
@@ -138,7 +139,7 @@ def test_form_shows_target_size_budget_and_problems(installed, ds):
     for name in ("budget", "embeddings", "tag", "rank_field", "run_name", "exclude_labeled", "advanced"):
         assert name in props
     advanced = _form(ds, params={"budget": 3, "advanced": True})["type"]["properties"]
-    assert {"temperature", "iterations", "seed", "method"} <= set(advanced)
+    assert {"temperature", "iterations", "seed", "method", "center"} <= set(advanced)
     assert advanced["budget"]["type"]["name"] == "Number"  # a count passed from code keeps its type
 
     assert "larger than the 40" in _invalid(_form(ds, params={"budget": "41"}))["budget"]
