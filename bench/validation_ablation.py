@@ -81,6 +81,7 @@ def main():
                         help="λ values for the 'balance' rows (λ = 1 is the default row)")
     parser.add_argument("--loss", default="released", choices=("released", "paper"),
                         help="ActiveFT loss form of every ActiveFT row (default: released, the product's default)")
+    parser.add_argument("--temperature", type=float, default=0.07, help="τ of every ActiveFT row (default 0.07)")
     parser.add_argument("--center", action="store_true",
                         help="every row selects on centred features (select(center=True)); the probe is unchanged")
     args = parser.parse_args()
@@ -94,13 +95,15 @@ def main():
         parser.error(f"--balances takes comma-separated numbers, got {args.balances!r}")
     if any(b <= 0 for b in balances):
         parser.error("every λ in --balances must be > 0")
+    if not args.temperature > 0:
+        parser.error("--temperature must be > 0")
     (pool_x, pool_y), (val_x, val_y), _ = load_split(args.features, args.quick)
     seeds = tuple(range(args.seeds))
     common = dict(seeds=seeds, probe_c=args.probe_c, center=args.center)
     base = 30 if args.quick else 300
     print(f"Validation accuracy (%) at {args.budget} of {pool_x.shape[0]} pool images, {len(seeds)} seeds "
           f"(mean ± std), coverage ×100, seconds" + (", every row on centred features" if args.center else "")
-          + ":\n")
+          + (f", ActiveFT τ = {args.temperature:g}" if args.temperature != 0.07 else "") + ":\n")
     print("| variant | validation accuracy | coverage | centroids sharing a nearest sample (of B) | time (s) |\n"
           "|---|---|---|---|---|")
     uniform = activeft.initial_centroids
@@ -121,7 +124,7 @@ def main():
         try:
             started = time.perf_counter()
             trials = run_trials(pool_x, pool_y, val_x, val_y, [args.budget], ["activeft"], loss=args.loss,
-                                temperature=0.07, iterations=iterations, balance=balance, **common)
+                                temperature=args.temperature, iterations=iterations, balance=balance, **common)
         finally:
             activeft.initial_centroids = uniform
             api.centroids_to_samples = mapping

@@ -102,8 +102,9 @@ def test_validation_ablation_runs_end_to_end(tmp_path):
 
 
 def test_validation_ablation_runs_only_the_chosen_variants(tmp_path):
-    proc = run_ablation(tmp_path, "--variants", "balance", "--balances", "3")
+    proc = run_ablation(tmp_path, "--variants", "balance", "--balances", "3", "--temperature", "0.1")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ActiveFT τ = 0.1:" in proc.stdout
     header, *rows = table_rows(proc.stdout)
     assert [row[0] for row in rows] == ["ActiveFT released, 30 iterations, λ = 3"]
     proc = run_ablation(tmp_path, "--variants", "default", "--loss", "paper", "--center")
