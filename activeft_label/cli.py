@@ -188,6 +188,7 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, cent
         plot_selection(pool.features, result, plot, projection=projection)
 
     details = f", {result.params['loss']} loss, {iterations} iterations" if method == "activeft" else ""
+    details += ", on centred features" if center else ""
     say(f"Selected {result.budget} of {len(pool)} items with {method}{details} in {result.elapsed:.1f} s.")
     if fixed is not None:
         say(f"{fixed.size} already labeled items were kept as fixed centroids.")

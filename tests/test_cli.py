@@ -308,6 +308,7 @@ def test_select_center_equals_selecting_from_centred_features(tmp_path, method):
         result = run(["select", str(tmp_path / source), "-b", "10", "--iters", "40", "--method", method, "-q",
                       "--out", str(tmp_path / f"{name}.csv")] + extra)
         assert result.exit_code == 0, result.output
+        assert ("on centred features" in result.output) == (name == "center")
         outputs[name] = sorted(int(r["index"]) for r in read_csv(tmp_path / f"{name}.csv"))
     assert outputs["center"] == outputs["by_hand"]
     assert outputs["center"] != outputs["plain"]
