@@ -63,9 +63,9 @@ from .errors import InputError  # noqa: E402
 @common_options
 @click.pass_context
 @friendly_errors
-def select(ctx, dataset_name, saved_view, view_stages, budget, method, loss, iterations, temperature, lr, seed, center,
-           embeddings_field, store_embeddings, model, pretrained, batch_size, workers, cache_dir, no_cache, tag,
-           rank_field, run_name, exclude_labeled, device, quiet):
+def select(ctx, dataset_name, saved_view, view_stages, budget, method, loss, iterations, temperature, lr, seed,
+           center, embeddings_field, store_embeddings, model, pretrained, batch_size, workers, cache_dir, no_cache,
+           tag, rank_field, run_name, exclude_labeled, device, quiet):
     """Tag and rank the samples of a dataset worth annotating first.
 
     The target is the dataset NAME, or its --saved-view, narrowed further by

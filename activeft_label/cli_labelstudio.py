@@ -96,9 +96,9 @@ def labelstudio():
 @_server_options
 @friendly_errors
 @_guard_secrets
-def select_command(project_id, budget, method, loss, iterations, temperature, lr, seed, center, mode, view_id, image_field,
-                   title, predictions, model_version, out, model, pretrained, batch_size, workers, cache_dir,
-                   no_cache, device, quiet, url, api_key):
+def select_command(project_id, budget, method, loss, iterations, temperature, lr, seed, center, mode, view_id,
+                   image_field, title, predictions, model_version, out, model, pretrained, batch_size, workers,
+                   cache_dir, no_cache, device, quiet, url, api_key):
     """Rank a project's tasks and queue the best BUDGET for annotation.
 
     Pulls every task of the project (or of one Data Manager view), fetches
@@ -175,9 +175,9 @@ def select_command(project_id, budget, method, loss, iterations, temperature, lr
 @_server_options
 @friendly_errors
 @_guard_secrets
-def setup_command(source, title, labels, task, budget, method, loss, iterations, temperature, lr, seed, center, images,
-                  document_root, out, model, pretrained, batch_size, workers, cache_dir, no_cache, device, quiet,
-                  url, api_key):
+def setup_command(source, title, labels, task, budget, method, loss, iterations, temperature, lr, seed, center,
+                  images, document_root, out, model, pretrained, batch_size, workers, cache_dir, no_cache, device,
+                  quiet, url, api_key):
     """Create a Label Studio project holding the best BUDGET images of SOURCE.
 
     SOURCE is a folder of images (searched recursively) or a text file with

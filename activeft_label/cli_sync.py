@@ -160,8 +160,7 @@ def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, 
                    pretrained=None if embeddings_field else pretrained,
                    exclude_labeled=list(exclude_labeled) or None, tag=tag, loss=loss, temperature=temperature, lr=lr,
                    iterations=iterations, seed=seed, center=center, device=device, batch_size=batch_size,
-                   num_workers=workers,
-                   cache_dir=False if no_cache else cache_dir)
+                   num_workers=workers, cache_dir=False if no_cache else cache_dir)
     with connect(url, api_key) as conn:
         result = sync_module.push(view, conn, budget, project_id=project_id, title=title, labels=labels, task=task,
                                   round_number=round_number, run_name=run_name, reselect=reselect,

@@ -982,8 +982,8 @@ def write_labels(collection, field_name, labels, *, overwrite=False):
 def select_samples(collection, budget, *, method="activeft", embeddings_field=None, model=None, pretrained=None,
                    store_embeddings=None, exclude_labeled=None, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD,
                    run_name=DEFAULT_RUN_NAME, loss=None, temperature=0.07, lr=1e-3, iterations=300, seed=0,
-                   center=False, device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False, rank_offset=0,
-                   extra=None):
+                   center=False, device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False,
+                   rank_offset=0, extra=None):
     """Select samples of a dataset or view to annotate, and write the selection back.
 
     Parameters

@@ -132,9 +132,12 @@ def normalize(features, device, center=False):
     tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
     points = torch.nn.functional.normalize(tensor, dim=1)
     if center:
-        mean = points.mean(dim=0, dtype=torch.float64).to(points.dtype)
+        # Summed in float64 where the device has it (MPS does not).
+        mean = points.mean(dim=0, dtype=torch.float32 if points.device.type == "mps" else torch.float64)
+        mean = mean.to(points.dtype)
         if 1.0 - float(torch.linalg.vector_norm(mean)) > _COLLINEAR:
-            points = torch.nn.functional.normalize(points - mean, dim=1)
+            points.sub_(mean)              # in place: no second N×C copy on large pools
+            torch.nn.functional.normalize(points, dim=1, out=points)
     return points
 
 
