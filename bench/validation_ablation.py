@@ -7,12 +7,17 @@ from a k-means++ (D²-sampled) draw of the pool instead of a uniform one, and ot
 (``--balances``); then k-means, TypiClust and random on the same split for reference. The k-means++ start is an
 experiment of this script (it swaps the optimizer's initialisation for the run), not an option of the product.
 
+With ``--whiten K`` every row (baselines included) selects on the pool's top K principal components, each scaled
+to unit variance (PCA fitted on the pool's features, no labels), while the probe still trains on the original
+features: a test of whether the selection is held back by a few dominant feature directions.
+
 Every ActiveFT row also counts how often the final unique assignment mattered: the centroids whose most similar
 sample was also another centroid's most similar sample, so that one of them had to take its next-best sample.
 
     python bench/validation_ablation.py --features bench/.cache/fashion_mnist_60000_10000_112px.npz
     python bench/validation_ablation.py --features ... --variants default,balance --balances 0.5,2
     python bench/validation_ablation.py --features ... --loss paper --variants balance --balances 0.1,0.3,1
+    python bench/validation_ablation.py --features ... --variants default,baselines --whiten 128
 """
 
 import argparse
@@ -27,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from activeft_label import evaluation  # noqa: E402
 from activeft_label.evaluation import run_trials, summarize  # noqa: E402
 from activeft_label.selection import activeft, api  # noqa: E402
 from activeft_label.selection._common import nearest  # noqa: E402
@@ -45,6 +51,26 @@ def kmeanspp_start(points, budget, fixed, seed, memory_budget=None):
         chosen.append(int(rng.choice(n, p=weight / weight.sum())))
         dist = torch.minimum(dist, torch.clamp(2.0 - 2.0 * (points @ points[chosen[-1]]), min=0.0).double())
     return torch.as_tensor(chosen, dtype=torch.long, device=points.device)
+
+
+def whitened(features, components):
+    """The rows' coordinates on the top principal components, each scaled to unit variance (float32)."""
+    x = np.asarray(features, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    _, singular, vt = np.linalg.svd(x, full_matrices=False)
+    scale = singular[:components] / np.sqrt(x.shape[0])
+    return (x @ vt[:components].T / scale).astype(np.float32)
+
+
+def selecting_on(pool, substitute):
+    """``evaluation.select`` wrapped so that selections on ``pool`` run on ``substitute`` instead (same rows)."""
+    select = evaluation.select
+
+    def wrapped(features, *args, **kwargs):
+        if features is not pool:
+            raise RuntimeError("selecting_on: a selection ran on features other than the pool it substitutes")
+        return select(substitute, *args, **kwargs)
+    return wrapped
 
 
 VARIANTS = ("default", "iterations", "start", "balance", "baselines")
@@ -84,6 +110,9 @@ def main():
     parser.add_argument("--temperature", type=float, default=0.07, help="τ of every ActiveFT row (default 0.07)")
     parser.add_argument("--center", action="store_true",
                         help="every row selects on centred features (select(center=True)); the probe is unchanged")
+    parser.add_argument("--whiten", type=int, default=0, metavar="K",
+                        help="every row selects on the pool's top K principal components scaled to unit variance "
+                             "(0: off); the probe is unchanged")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -98,12 +127,19 @@ def main():
     if not args.temperature > 0:
         parser.error("--temperature must be > 0")
     (pool_x, pool_y), (val_x, val_y), _ = load_split(args.features, args.quick)
+    pool_x = np.ascontiguousarray(pool_x, dtype=np.float32)    # run_trials then passes this very array on
+    if not 0 <= args.whiten <= min(pool_x.shape):
+        parser.error(f"--whiten takes 0 (off) or a number of components up to {min(pool_x.shape)}")
+    if args.whiten:
+        evaluation.select = selecting_on(pool_x, whitened(pool_x, args.whiten))
     seeds = tuple(range(args.seeds))
     common = dict(seeds=seeds, probe_c=args.probe_c, center=args.center)
     base = 30 if args.quick else 300
     print(f"Validation accuracy (%) at {args.budget} of {pool_x.shape[0]} pool images, {len(seeds)} seeds "
           f"(mean ± std), coverage ×100, seconds" + (", every row on centred features" if args.center else "")
-          + (f", ActiveFT τ = {args.temperature:g}" if args.temperature != 0.07 else "") + ":\n")
+          + (f", ActiveFT τ = {args.temperature:g}" if args.temperature != 0.07 else "")
+          + (f", every row selecting on the top {args.whiten} principal components, whitened" if args.whiten else "")
+          + ":\n")
     print("| variant | validation accuracy | coverage | centroids sharing a nearest sample (of B) | time (s) |\n"
           "|---|---|---|---|---|")
     uniform = activeft.initial_centroids
