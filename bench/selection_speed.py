@@ -120,8 +120,8 @@ def main():
                         help="steps for scaling cases with N·B ≥ 1e9 (time per step and peak memory)")
     parser.add_argument("--only-scaling", action="store_true")
     parser.add_argument("--max-scaling-work", type=float, default=1e10,
-                        help="skip scaling cases with N·B above this (1M × 5%% needs hours on 2 cores: ~46 s a step "
-                             "for its centroid terms alone)")
+                        help="skip scaling cases with N·B above this (1M × 5%% needs hours on 2 cores: its first "
+                             "steps took 56 s each, RESULTS.md 2026-12-01)")
     parser.add_argument("--minibatch-case", default="1000000,10000,50000",
                         help="N,B,ROWS of a scaling row run with --minibatch ROWS (approximate mode); '' to skip")
     parser.add_argument("--minibatch-iterations", type=int, default=20)
