@@ -58,6 +58,10 @@ def whitened(features, components):
     x = np.asarray(features, dtype=np.float64)
     x = x - x.mean(axis=0)
     _, singular, vt = np.linalg.svd(x, full_matrices=False)
+    rank = int((singular > singular[0] * 1e-6).sum())
+    if components > rank:
+        raise ValueError(f"the pool has only {rank} principal components with non-zero variance; "
+                         f"whiten to at most {rank}")
     scale = singular[:components] / np.sqrt(x.shape[0])
     return (x @ vt[:components].T / scale).astype(np.float32)
 
@@ -131,7 +135,10 @@ def main():
     if not 0 <= args.whiten <= min(pool_x.shape):
         parser.error(f"--whiten takes 0 (off) or a number of components up to {min(pool_x.shape)}")
     if args.whiten:
-        evaluation.select = selecting_on(pool_x, whitened(pool_x, args.whiten))
+        try:
+            evaluation.select = selecting_on(pool_x, whitened(pool_x, args.whiten))
+        except ValueError as error:
+            parser.error(f"--whiten: {error}")
     seeds = tuple(range(args.seeds))
     common = dict(seeds=seeds, probe_c=args.probe_c, center=args.center)
     base = 30 if args.quick else 300

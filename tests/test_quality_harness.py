@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,7 +115,7 @@ def test_validation_ablation_runs_only_the_chosen_variants(tmp_path):
     assert [row[0] for row in rows] == ["ActiveFT paper, 30 iterations, uniform start"]
 
 
-def test_whitening_gives_uncorrelated_unit_variance_components(tmp_path):
+def test_whitening_gives_uncorrelated_unit_variance_components():
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     from validation_ablation import whitened
 
@@ -126,6 +127,10 @@ def test_whitening_gives_uncorrelated_unit_variance_components(tmp_path):
     # The first component is the direction of largest variance of the original rows.
     top = np.linalg.eigh(np.cov(x, rowvar=False))[1][:, -1]
     assert abs(np.corrcoef(w[:, 0], x @ top)[0, 1]) > 0.9999
+    # Components without variance cannot be scaled to unit variance: refused, not divided by zero.
+    flat = np.hstack([x[:, :3], x[:, :3] * 2.0])                           # rank 3 in 6 columns
+    with pytest.raises(ValueError, match="only 3 principal components"):
+        whitened(flat, 4)
 
 
 def test_validation_ablation_selects_on_whitened_features(tmp_path):
