@@ -59,9 +59,9 @@ def whitened(features, components):
     x = x - x.mean(axis=0)
     _, singular, vt = np.linalg.svd(x, full_matrices=False)
     rank = int((singular > singular[0] * 1e-6).sum())
-    if components > rank:
+    if not 1 <= components <= rank:
         raise ValueError(f"the pool has only {rank} principal components with non-zero variance; "
-                         f"whiten to at most {rank}")
+                         f"whiten to 1 to {rank}, got {components}")
     scale = singular[:components] / np.sqrt(x.shape[0])
     return (x @ vt[:components].T / scale).astype(np.float32)
 
@@ -132,13 +132,11 @@ def main():
         parser.error("--temperature must be > 0")
     (pool_x, pool_y), (val_x, val_y), _ = load_split(args.features, args.quick)
     pool_x = np.ascontiguousarray(pool_x, dtype=np.float32)    # run_trials then passes this very array on
-    if not 0 <= args.whiten <= min(pool_x.shape):
-        parser.error(f"--whiten takes 0 (off) or a number of components up to {min(pool_x.shape)}")
     if args.whiten:
         try:
             evaluation.select = selecting_on(pool_x, whitened(pool_x, args.whiten))
         except ValueError as error:
-            parser.error(f"--whiten: {error}")
+            parser.error(f"--whiten takes 0 (off) or a number of principal components: {error}")
     seeds = tuple(range(args.seeds))
     common = dict(seeds=seeds, probe_c=args.probe_c, center=args.center)
     base = 30 if args.quick else 300
