@@ -50,16 +50,21 @@ def load_split(path, quick=False):
 
 
 def choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, quick=False, tau_grid=(0.07,),
-                         balance_grid=(1.0,), losses=LOSSES, validation_seeds=2, center=False):
-    """Pick the probe's C (with random picks) and ActiveFT's (τ, λ) per loss form, by validation accuracy."""
+                         balance_grid=(1.0,), losses=LOSSES, validation_seeds=2, center=False, probe_c=None):
+    """Pick the probe's C (with random picks; unless ``probe_c`` is given) and ActiveFT's (τ, λ) per loss form,
+    by validation accuracy."""
     seeds = (0,) if quick else tuple(range(validation_seeds))
-    scores = {}
-    for c in (0.3, 1.0, 3.0, 10.0):
-        trials = run_trials(pool_x, pool_y, val_x, val_y, budgets, ["random"], seeds=seeds, probe_c=c)
-        scores[c] = float(np.mean([t.accuracy for t in trials]))
-    probe_c = max(scores, key=scores.get)
-    log.append(f"- Logistic regression C: {probe_c} (validation accuracy with random picks, mean over budgets "
-               f"and {len(seeds)} seeds: " + ", ".join(f"C={c}: {100 * s:.1f}%" for c, s in scores.items()) + ")")
+    if probe_c is not None:
+        log.append(f"- Logistic regression C: {probe_c}, given with --probe-c (not searched in this run)")
+    else:
+        scores = {}
+        for c in (0.3, 1.0, 3.0, 10.0):
+            trials = run_trials(pool_x, pool_y, val_x, val_y, budgets, ["random"], seeds=seeds, probe_c=c)
+            scores[c] = float(np.mean([t.accuracy for t in trials]))
+        probe_c = max(scores, key=scores.get)
+        log.append(f"- Logistic regression C: {probe_c} (validation accuracy with random picks, mean over budgets "
+                   f"and {len(seeds)} seeds: " + ", ".join(f"C={c}: {100 * s:.1f}%" for c, s in scores.items())
+                   + ")")
     chosen = {}
     grid = [(tau, lam) for tau in tau_grid for lam in balance_grid]
     for loss in losses:
@@ -101,6 +106,13 @@ def main():
     parser.add_argument("--only-activeft", action="store_true",
                         help="skip the baselines (their numbers do not depend on τ or λ: same split and seeds as a "
                              "full run)")
+    parser.add_argument("--budgets", default="0.5%,1%,2%",
+                        help="comma-separated budgets, counts or percentages of the pool (default: 0.5%%,1%%,2%%)")
+    parser.add_argument("--baselines", default=",".join(m for m in METHODS if m != "activeft"),
+                        help="comma-separated baseline methods to run beside ActiveFT (default: all)")
+    parser.add_argument("--probe-c", type=float, default=None,
+                        help="use this logistic-regression C without the validation search (e.g. the choice of an "
+                             "earlier run on the same split; the report says so)")
     parser.add_argument("--center", action="store_true",
                         help="every method selects on centred features (select(center=True)); the probe is "
                              "unchanged")
@@ -108,9 +120,14 @@ def main():
     parser.add_argument("--plot", default=os.path.join(HERE, "quality.png"))
     args = parser.parse_args()
     losses = [loss.strip() for loss in args.losses.split(",") if loss.strip()]
+    requested = [m.strip() for m in args.baselines.split(",") if m.strip()]
+    unknown = [m for m in requested if m not in METHODS or m == "activeft"]
+    if unknown:
+        parser.error(f"--baselines: unknown method(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(m for m in METHODS if m != 'activeft')}")
 
     (pool_x, pool_y), (val_x, val_y), (test_x, test_y) = load_split(args.features, args.quick)
-    budgets = ["0.5%", "1%", "2%"]
+    budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
     seeds = (0,) if args.quick else tuple(range(args.seeds))
     started = time.perf_counter()
 
@@ -127,7 +144,7 @@ def main():
             given[loss] = (float(tau), float(lam))
         probe_c, chosen = choose_on_validation(pool_x, pool_y, val_x, val_y, budgets, log, args.quick, tau_grid,
                                                balance_grid, [loss for loss in losses if loss not in given],
-                                               args.validation_seeds, args.center)
+                                               args.validation_seeds, args.center, args.probe_c)
         for loss, setting in given.items():
             chosen[loss] = setting
             log.append(f"- ActiveFT (τ, λ) ({loss} loss): {setting}, given with --chosen (not searched in this run)")
@@ -139,7 +156,7 @@ def main():
         print(line, flush=True)
 
     iterations = 30 if args.quick else 300
-    baselines = [] if args.only_activeft else [m for m in METHODS if m != "activeft"]
+    baselines = [] if args.only_activeft else requested
     trials = run_trials(pool_x, pool_y, test_x, test_y, budgets, baselines, seeds=seeds, probe_c=probe_c,
                         center=args.center, progress=print) if baselines else []
     tuned_labels, default_labels = [], []

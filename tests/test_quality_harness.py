@@ -56,6 +56,32 @@ def test_a_setting_given_with_chosen_is_used_and_reported(tmp_path):
     assert "Every method selected on centred features" in report
 
 
+def test_budgets_baselines_and_probe_c_restrict_the_run_and_are_reported(tmp_path):
+    write_tiny_features(tmp_path / "tiny.npz", seed=2, classes=5, dim=12, train=800, test=200)
+    out = tmp_path / "QUALITY.md"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "selection_quality.py"), "--quick",
+                           "--budgets", "2%", "--baselines", "random,kmeans", "--probe-c", "3",
+                           "--losses", "released", "--features", str(tmp_path / "tiny.npz"),
+                           "--out", str(out), "--plot", ""],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = out.read_text()
+    table = report.split("Coverage")[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["method", "random", "kmeans", "activeft (released)"]
+    header = next(line for line in table.splitlines() if line.startswith("| method |"))
+    assert header.count("B = ") == 1 and "B = 14 " in header      # 2% of the 720-image quick pool
+    assert "C: 3.0, given with --probe-c" in report
+
+
+def test_an_unknown_baseline_is_refused_before_any_work(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "selection_quality.py"),
+                           "--baselines", "random,kmeens", "--features", str(tmp_path / "missing.npz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "kmeens" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_class_balance_diagnostic_draws_equal_classes_and_runs(tmp_path):
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     from class_balance_check import balanced_pick
