@@ -87,6 +87,10 @@ class PushToLabelStudio(foo.Operator):
                                                           "an existing selection run")
         inputs.int("round", default=1, min=1, label="Round",
                    description="Round K > 1 selects more samples, after the ones already queued")
+        inputs.bool("reselect", default=False, label="Select this round again",
+                    description="Replace the round's existing selection with a new one at the budget above; its "
+                                "tasks that are no longer selected lose their rank (only while no later round "
+                                "was pushed)")
         inputs.str("run_name", default=fo_connector.DEFAULT_RUN_NAME, label="Selection run name")
         fields = fo_connector.embedding_fields(ctx.target_view())
         if fields:

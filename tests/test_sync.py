@@ -482,6 +482,43 @@ def test_app_operators_push_and_pull(ds, conn, plugin_installed, monkeypatch):
             "dataset": ds, "view": ds.view(), "params": {"project_id": project_id, "label_field": "gt"}})
 
 
+def test_app_push_form_offers_reselect_and_reselecting_replaces_the_round(ds, conn, plugin_installed):
+    import asyncio
+    import json
+
+    import fiftyone.operators as foo
+    from bson import json_util
+    from fiftyone.operators.executor import ExecutionError, resolve_type
+    from fiftyone.operators.registry import OperatorRegistry
+
+    uri = "@activeft/activeft-label/push_to_labelstudio"
+    stages = json.loads(json_util.dumps(ds.view()._serialize()))
+    form = asyncio.run(resolve_type(OperatorRegistry(), uri, {"dataset_name": ds.name, "view": stages,
+                                                              "params": {}})).to_json()
+    assert "reselect" in form["type"]["properties"]
+
+    params = {"title": _title(), "labels": ",".join(GROUPS), "budget": "5", "embeddings_field": "emb"}
+    first = foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": params})
+    assert first.error is None, first.error
+    project_id = first.result["project_id"]
+    before = set(ds.match_tags("activeft").values("id"))
+    again = {"project_id": project_id, "budget": "8", "embeddings_field": "emb"}
+    with pytest.raises(ExecutionError, match="already selected 5 samples.*--reselect"):
+        foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": again})
+    assert len(_tasks(conn, project_id)) == 5                      # the refused push wrote nothing
+
+    redone = foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": dict(again, reselect=True)})
+    assert redone.error is None, redone.error
+    assert redone.result["selected"] == 8 and redone.result["queued"] == 8 and not redone.result["reused"]
+    after = list(ds.load_saved_view("activeft").values("id"))      # rank order
+    assert set(ds.match_tags("activeft").values("id")) == set(after) and len(after) == 8
+    rank_of = {t["data"][ls.ID_FIELD]: t["data"].get(ls.RANK_FIELD) for t in _tasks(conn, project_id)}
+    assert [rank_of[sid] for sid in after] == list(range(1, 9))
+    dropped = before - set(after)
+    assert all(rank_of[sid] is None for sid in dropped)             # no two tasks share a rank
+    assert len(rank_of) == len(before | set(after))                 # nothing duplicated
+
+
 def server_secret_absent(*results):
     key = os.environ.get("LABEL_STUDIO_API_KEY", "")
     return all(key not in repr(r.result) for r in results)
