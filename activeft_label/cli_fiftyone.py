@@ -24,7 +24,8 @@ def fiftyone():
     \b
     Commands:
       select          tag and rank the samples to annotate first
-      install-plugin  add the "ActiveFT: select samples" operator to the App
+      install-plugin  add the ActiveFT operators to the App (select samples;
+                      push to and pull from Label Studio)
 
     The selection is written back to the dataset: the selected samples get a
     tag (activeft), an integer rank field (activeft_rank, 1 = annotate first),
@@ -118,8 +119,11 @@ def install_plugin(plugins_dir, force):
 
     Copies the plugin (fiftyone.yml and __init__.py; the operator itself is
     this package, which the App's Python must be able to import) to
-    DIR/activeft-label.  Restart the App afterwards; the operator appears in
-    the operator browser (press `) as "ActiveFT: select samples to annotate".
+    DIR/activeft-label.  Restart the App afterwards; the operators appear in
+    the operator browser (press `) as "ActiveFT: select samples to annotate",
+    "ActiveFT: push the selection to Label Studio" and "ActiveFT: pull
+    annotations from Label Studio" (the last two read the plugin secrets
+    LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY).
     """
     if not os.path.isfile(os.path.join(PLUGIN_SOURCE, "fiftyone.yml")):
         raise InputError(f"the plugin files are not at {PLUGIN_SOURCE}; install activeft-label from its source "

@@ -181,8 +181,8 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
     """Create a Label Studio project holding the best BUDGET images of SOURCE.
 
     SOURCE is a folder of images (searched recursively) or a text file with
-    one image path per line, as for `activeft select`.  (fiftyone:DATASET
-    sources will come with the FiftyOne connector.)  The images are embedded
+    one image path per line, as for `activeft select` (for the samples of a
+    FiftyOne dataset, use `activeft sync push`).  The images are embedded
     and BUDGET of them selected with ActiveFT; then the project is created
     with a labeling config for --task and --labels, the selected images are
     uploaded (or served from local-files storage) and imported in priority
@@ -206,8 +206,8 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
     from .sources import is_features_file
 
     if source.startswith("fiftyone:"):
-        raise InputError(f"{source}: FiftyOne datasets are not yet supported as a source of `activeft labelstudio "
-                         f"setup`; export the images to a folder and pass the folder")
+        raise InputError(f"{source}: `activeft labelstudio setup` takes a folder or a list of images; to queue the "
+                         f"samples of a FiftyOne dataset use `activeft sync push -d DATASET --title ... --labels ...`")
     if not os.path.exists(source):
         raise InputError(f"{source} does not exist; pass a folder of images or a text file listing image paths")
     if is_features_file(source):

@@ -182,7 +182,9 @@ def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, 
               help="Replace labels that differ from the annotation (without it they are kept and reported).")
 @click.option("--control", metavar="NAME",
               help="The Choices / RectangleLabels control to read, when the label config has several.")
-@click.option("--task-field", default="activeft_ls_task", show_default=True, metavar="FIELD", help=_TASK_FIELD_HELP)
+@click.option("--task-field", default=None, metavar="FIELD",
+              help=_TASK_FIELD_HELP + " Default: the field the push to this project used (activeft_ls_task unless "
+                                      "--task-field was given there).")
 @_server_options
 @friendly_errors
 @_guard_secrets

@@ -309,7 +309,12 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
     project, title, create_config = _resolve_project(conn, project_id, title, labels, task)
     if project is not None:
         _check_task_field(dataset, task_field, project["id"])
-        ls_connector.image_field(project.get("label_config"))
+        try:
+            ls_connector.image_field(project.get("label_config"))
+        except InputError:
+            raise InputError(f"Label Studio project {project['id']}'s label config has no <Image value=\"$...\"> "
+                             f"tag for the pushed images to go to; add one in the project's Labeling Setup, or push "
+                             f"to a new project with --title and --labels") from None
     record = _project_record(dataset, project["id"]) if project is not None else None
     rounds = {int(r["round"]): r for r in (record or {}).get("rounds", [])}
     if round_number > 1:
@@ -467,7 +472,7 @@ def _to_label(record, control):
     return fo.Classification(label=record.choices[0], **provenance)
 
 
-def pull(collection, conn, project_id, label_field, *, overwrite=False, control=None, task_field=TASK_FIELD):
+def pull(collection, conn, project_id, label_field, *, overwrite=False, control=None, task_field=None):
     """Write the finished annotations of a Label Studio project to a label field, by sample id.
 
     Parameters
@@ -486,8 +491,10 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
     control : str, optional
         Name of the Choices / RectangleLabels control to read (needed when
         the config has several).
-    task_field : str, default="activeft_ls_task"
-        Where :func:`push` stored the task ids (to report deleted tasks).
+    task_field : str, optional
+        Where :func:`push` stored the task ids (to report deleted tasks);
+        default: the field the push to this project used (``activeft_ls_task``
+        unless it was given another).
 
     Returns
     -------
@@ -501,6 +508,8 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
     project = ls_connector.get_project(conn, project_id)
     chosen = _pick_control(project, control)
     label_type = _label_type(chosen)
+    record = _project_record(dataset, project["id"])
+    task_field = task_field or (record or {}).get("task_field") or TASK_FIELD
     fo_connector.check_label_field(dataset, label_field, label_type, reserved=(task_field,))
 
     tasks = ls_connector.export_tasks(conn, project["id"])
@@ -532,7 +541,7 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
     result.written, result.unchanged, result.conflicts = written.written, written.unchanged, written.conflicts
     result.missing_samples.extend(written.missing)  # deleted between the two reads
 
-    record = _project_record(dataset, project["id"])
+    record = _project_record(dataset, project["id"])                 # again: the labels took a while to write
     if record is not None and task_field in dataset.get_field_schema():
         alive = {int(task["id"]) for task in tasks}
         ids, stored = collection.exists(task_field).values(["id", task_field])

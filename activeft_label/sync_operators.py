@@ -13,7 +13,8 @@ push_to_labelstudio
     selection run), ``round`` (default 1), ``run_name`` (default
     ``activeft``), ``reselect``, ``embeddings_field`` (else the default
     encoder), ``images`` (``auto`` / ``upload`` / ``local-files``),
-    ``document_root``, ``view_target``.
+    ``document_root``, ``task_field`` (default ``activeft_ls_task``),
+    ``view_target``.
 pull_from_labelstudio
     ``project_id``, ``label_field``, ``overwrite``, ``control``.
 """
@@ -99,6 +100,9 @@ class PushToLabelStudio(foo.Operator):
         inputs.enum("images", ["auto", "upload", "local-files"], default="auto", label="Images",
                     description="Upload the images, or let Label Studio serve them from its local-files root")
         inputs.str("document_root", label="Label Studio local-files document root (optional)")
+        inputs.str("task_field", default=sync.TASK_FIELD, label="Task id field",
+                   description="Integer sample field that receives each pushed sample's task id; each Label Studio "
+                               "project of this dataset needs its own")
         return types.Property(inputs, view=types.View(label="ActiveFT: push the selection to Label Studio"))
 
     def execute(self, ctx):
@@ -113,7 +117,8 @@ class PushToLabelStudio(foo.Operator):
                 title=params.get("title") or None, labels=params.get("labels") or None,
                 task=params.get("task") or "classification", round_number=int(params.get("round") or 1),
                 run_name=params.get("run_name") or fo_connector.DEFAULT_RUN_NAME,
-                reselect=bool(params.get("reselect")), images=params.get("images") or "auto",
+                reselect=bool(params.get("reselect")), task_field=params.get("task_field") or sync.TASK_FIELD,
+                images=params.get("images") or "auto",
                 document_root=params.get("document_root") or None, selection_options=options, progress=on_progress)
         if not ctx.delegated:
             ctx.ops.reload_dataset()

@@ -433,7 +433,7 @@ def test_budget_larger_than_project_writes_nothing(server, client, user_project)
 def test_setup_bad_input(server, pool_dir):
     result = run(server, ["labelstudio", "setup", "fiftyone:my-dataset", "-t", "From FO", "-l", "a", "-b", "3"],
                  expect=2)
-    assert "not yet supported" in result.text
+    assert "activeft sync push" in result.text
     result = run(server, ["labelstudio", "setup", str(pool_dir), "-t", "Bad labels", "-l", "a,,b", "-b", "3"],
                  expect=2)
     assert "--labels" in result.text

@@ -366,6 +366,29 @@ def test_server_stopped_midway_fails_clearly_and_rerun_completes(tmp_path, base)
         dataset.delete()
 
 
+def test_a_project_without_an_image_tag_is_refused_before_anything_is_written(ds, conn):
+    text_only = ls.create_project(conn, _title(), '<View><Text name="t" value="$text"/>'
+                                                  '<Choices name="c" toName="t"><Choice value="x"/></Choices></View>')
+    with pytest.raises(InputError, match="no <Image.*Labeling Setup"):
+        _push(ds, conn, 5, project_id=text_only["id"])
+    assert len(ds.match_tags("activeft")) == 0 and "activeft" not in ds.list_runs()
+    assert sync.STATE_KEY not in ds.info and not _tasks(conn, text_only["id"])
+
+
+def test_pull_finds_the_task_field_the_push_used(ds, conn):
+    result = _push(ds, conn, 6, task_field="ls_tasks_birds")
+    assert sync.TASK_FIELD not in ds.get_field_schema() and "ls_tasks_birds" in ds.get_field_schema()
+    tasks = _tasks(conn, result.project_id)
+    _annotate(conn, tasks[1]["id"], "b")
+    conn.client.tasks.delete(id=str(tasks[0]["id"]))
+
+    pulled = sync.pull(ds, conn, result.project_id, "ground_truth")        # no task_field given
+    assert pulled.deleted_tasks == [tasks[0]["data"][ls.ID_FIELD]]
+    assert len(pulled.written) == 1
+    with pytest.raises(InputError, match="ls_tasks_birds"):               # the push's field is not a label field
+        sync.pull(ds, conn, result.project_id, "ls_tasks_birds")
+
+
 def test_deleted_task_and_deleted_sample_are_reported_and_the_rest_proceeds(ds, conn):
     result = _push(ds, conn, 10)
     tasks = _tasks(conn, result.project_id)
@@ -495,7 +518,7 @@ def test_app_push_form_offers_reselect_and_reselecting_replaces_the_round(ds, co
     stages = json.loads(json_util.dumps(ds.view()._serialize()))
     form = asyncio.run(resolve_type(OperatorRegistry(), uri, {"dataset_name": ds.name, "view": stages,
                                                               "params": {}})).to_json()
-    assert "reselect" in form["type"]["properties"]
+    assert "reselect" in form["type"]["properties"] and "task_field" in form["type"]["properties"]
 
     params = {"title": _title(), "labels": ",".join(GROUPS), "budget": "5", "embeddings_field": "emb"}
     first = foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": params})

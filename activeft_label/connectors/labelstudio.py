@@ -1527,7 +1527,9 @@ def prioritize(conn, project_id, budget, *, mode="view", view=None, field=None, 
     conn : Connection
     project_id : int
     budget : int or str
-        A count or a percentage (``"5%"``) of the project's readable, not yet annotated tasks.
+        A count, or a percentage (``"5%"``) of the project's tasks whose images
+        could be read, annotated ones included (a percentage is always of the
+        whole pool); the count is selected from the tasks not yet annotated.
     mode : {"view", "project"}
         ``view``: ranks, the priority view (and optional predictions) in the
         project itself.  ``project``: a new project (``title``, default

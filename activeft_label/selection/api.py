@@ -74,7 +74,8 @@ def select(
         Fashion-MNIST.  The coverage figure is then measured in the centred space.
     **method_params
         Extra parameters: of a baseline (e.g. ``delta`` for probcover), or of
-        ActiveFT: ``balance`` (λ of the released form, default 1) and
+        ActiveFT: ``balance`` (λ, default 1: the weight of R in the released
+        form, of the diversity term in the paper form) and
         ``minibatch`` (rows per step; approximate, for pools of millions: see
         :func:`.activeft.optimize_centroids`).
 
