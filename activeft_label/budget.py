@@ -71,3 +71,11 @@ def parse_budget(budget, pool_size, *, already_labeled=0):
             f"lower the budget"
         )
     return count
+
+
+def check_budget_form(budget):
+    """Raise :class:`InputError` for a budget that no pool could meet (not a count or a percentage, ≤ 0, > 100%).
+
+    Cheap, so commands call it before embedding; :func:`parse_budget` checks it against the pool afterwards.
+    """
+    parse_budget(budget, 2**62)

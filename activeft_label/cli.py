@@ -160,8 +160,9 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, cent
     unreadable images are skipped and reported.  The output lists one row per
     selected item, sorted by rank (1 = annotate first).
     """
+    from .budget import check_budget_form
     from .output import check_output_path, write_selection
-    from .plotting import PLOT_SUFFIXES, plot_selection
+    from .plotting import PLOT_SUFFIXES, check_plottable, plot_selection
     from .pool import load_pool
     from .selection import resolve_device
     from .selection import select as run_selection
@@ -170,11 +171,14 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, cent
     if plot:
         check_output_path(plot, PLOT_SUFFIXES, what="--plot")
     resolve_device(device)
+    check_budget_form(budget)
     labeled_names = _read_lines(labeled) if labeled else []
 
     pool = load_pool(source, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
                      num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
     _report_skipped(pool.skipped)
+    if plot:
+        check_plottable(*pool.features.shape, projection)
     fixed = pool.rows_of(labeled_names) if labeled_names else None
     for name, value in (("--minibatch", minibatch), ("--balance", balance)):
         if value is not None and method != "activeft":
@@ -183,9 +187,9 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, cent
     result = run_selection(pool.features, budget, method, fixed=fixed, loss=loss, temperature=temperature, lr=lr,
                            iterations=iterations, seed=seed, device=device, progress=not quiet, center=center,
                            **extra)
-    write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
-    if plot:
+    if plot:  # before the selection file: a failure leaves neither
         plot_selection(pool.features, result, plot, projection=projection)
+    write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
 
     details = f", {result.params['loss']} loss, {iterations} iterations" if method == "activeft" else ""
     details += ", on centred features" if center else ""
@@ -217,11 +221,13 @@ def embed(source, model, pretrained, batch_size, workers, cache_dir, no_cache, d
 
     from .output import check_output_path, write_atomic
     from .pool import load_pool
+    from .selection import resolve_device
     from .sources import is_features_file
 
     check_output_path(out, (".npz",))
     if is_features_file(source):
         raise click.UsageError(f"{source} is already a features file; give a folder or a list of images")
+    resolve_device(device)                # also when every image comes from the cache
     pool = load_pool(source, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
                      num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
     _report_skipped(pool.skipped)
@@ -256,8 +262,11 @@ def demo(workdir, size, budget, seed, device, quiet):
 
 
 def _read_lines(path):
-    with open(path, encoding="utf-8") as handle:
-        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a UTF-8 text file; give one id or path per line") from None
 
 
 def _report_skipped(skipped):

@@ -8,11 +8,22 @@ from .errors import InputError
 
 
 def _load_labels(path, expected, what):
-    if str(path).endswith(".npy"):
-        labels = np.load(path, allow_pickle=False)
-    else:
-        with open(path, encoding="utf-8") as handle:
-            labels = np.array([line.strip() for line in handle if line.strip()])
+    """Labels from .npy (one array), .npz (its 'labels' array) or a UTF-8 text file (one label per line)."""
+    fix = "give a .npy array, a .npz with 'labels', or a text file with one label per line"
+    try:
+        if str(path).endswith((".npy", ".npz")):
+            labels = np.load(path, allow_pickle=False)
+            if str(path).endswith(".npz"):
+                arrays = dict(labels)
+                labels = arrays.get("labels")
+        else:
+            with open(path, encoding="utf-8") as handle:
+                labels = np.array([line.strip() for line in handle if line.strip()])
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc).split("\n")[0]
+        raise InputError(f"{what} {path!r} could not be read ({reason}); {fix}") from None
+    if labels is None:
+        raise InputError(f"{what} {path!r} has no 'labels' array (it has {', '.join(arrays) or 'none'}); {fix}")
     if labels.ndim != 1 or labels.shape[0] != expected:
         raise InputError(f"{what} {path!r} has {labels.shape[0] if labels.ndim else 0} labels for {expected} "
                          f"feature rows; give one label per row")
@@ -23,7 +34,7 @@ def _load_labels(path, expected, what):
 @click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Pool features: .npy, or .npz with 'features' (as for `activeft select`).")
 @click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="True labels of the pool rows: .npy, or a text file with one label per line.")
+              help="True labels of the pool rows: .npy, .npz with 'labels', or a text file with one label per line.")
 @click.option("--test-features", type=click.Path(exists=True, dir_okay=False),
               help="Held-out features to score on (default: a seeded --test-fraction of the pool).")
 @click.option("--test-labels", type=click.Path(exists=True, dir_okay=False), help="Labels of --test-features.")
@@ -53,12 +64,14 @@ def evaluate(features_path, labels_path, test_features, test_labels, test_fracti
     """
     from .evaluation import markdown_table, run_trials, summarize
     from .output import check_output_path, write_atomic
+    from .selection import resolve_device
     from .sources import load_features
 
     if out:
         check_output_path(out, (".csv",))
     if bool(test_features) != bool(test_labels):
         raise click.UsageError("give both --test-features and --test-labels, or neither")
+    resolve_device(device)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     features, _ = load_features(features_path)
     labels = _load_labels(labels_path, features.shape[0], "--labels")
@@ -70,6 +83,9 @@ def evaluate(features_path, labels_path, test_features, test_labels, test_fracti
         rng = np.random.default_rng(0)
         order = rng.permutation(features.shape[0])
         cut = int(round(features.shape[0] * test_fraction))
+        if cut == 0 or cut == features.shape[0]:
+            raise InputError(f"{features.shape[0]} items are too few to hold out {test_fraction:g} of them for "
+                             f"scoring; give --test-features/--test-labels, or more items")
         test_x, test_y = features[order[:cut]], labels[order[:cut]]
         pool_x, pool_y = features[order[cut:]], labels[order[cut:]]
 

@@ -198,6 +198,7 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
       activeft labelstudio setup ./images --title "Birds" --labels sparrow,finch,crow --budget 300
       activeft labelstudio setup ./images -t "Cars" -l car,truck --task detection -b 1%
     """
+    from .budget import check_budget_form
     from .connectors.labelstudio import connect, parse_labels, project_url, setup_project
     from .output import check_output_path, write_selection
     from .pool import load_pool
@@ -221,6 +222,7 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
         raise InputError("--images local-files needs --document-root (or LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT): "
                          "the folder the server serves local files from")
     resolve_device(device)
+    check_budget_form(budget)
 
     conn = connect(url, api_key)  # check the server and key before the (long) embedding
     with conn:

@@ -68,13 +68,16 @@ def write_pngs(images, folder):
 
 def run_demo(workdir, *, size=2000, budget="1%", seed=0, device="auto", progress=True, echo=print):
     """Build the pool, embed it, select with ActiveFT, write outputs, print a comparison with random."""
+    from .budget import parse_budget
     from .output import write_atomic, write_selection
     from .plotting import plot_selection
     from .pool import load_pool
-    from .selection import select
+    from .selection import resolve_device, select
 
+    resolve_device(device)
     workdir = Path(workdir)
     images, labels, names, source = demo_images(size, seed)
+    parse_budget(budget, len(images))                 # checked before any file is written
     echo(f"Pool: {len(images)} images of {source}, written to {workdir / 'images'}")
     write_pngs(images, workdir / "images")
     write_atomic(workdir / "labels.csv", "id,label,class\n" + "".join(

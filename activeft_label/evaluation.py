@@ -15,7 +15,7 @@ import numpy as np
 
 from .budget import parse_budget
 from .errors import InputError
-from .selection import METHODS, select
+from .selection import METHODS, check_features, power_of_two_scaled, select
 
 
 @dataclass
@@ -48,7 +48,7 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, c=1.0):
 
 
 def _unit(x):
-    x = np.asarray(x, dtype=np.float32)
+    x = power_of_two_scaled(np.asarray(x, dtype=np.float32))
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
@@ -73,12 +73,25 @@ def run_trials(features, labels, test_features, test_labels, budgets, methods=ME
     -------
     list of Trial
     """
+    check_features(features)                      # NaN, empty or all-zero rows: one message, before any work
     features = np.asarray(features, dtype=np.float32)
-    labels = np.asarray(labels)
+    labels = _checked_labels(labels, "labels")
     if labels.shape != (features.shape[0],):
         raise InputError(f"labels must be one per feature row: got {labels.shape} for {features.shape[0]} rows")
-    if np.asarray(test_labels).shape != (np.asarray(test_features).shape[0],):
+    if np.ndim(test_features) == 2 and np.shape(test_features)[0] == 0:
+        raise InputError("the test set is empty; give more held-out items to score on")
+    try:
+        check_features(test_features)
+    except InputError as exc:
+        raise InputError(f"test {exc}") from None      # every message of check_features starts with "features"
+    if np.shape(test_features)[1] != features.shape[1]:
+        raise InputError(f"test features have {np.shape(test_features)[1]} dimensions, the pool's have "
+                         f"{features.shape[1]}; embed both with the same model")
+    test_labels = _checked_labels(test_labels, "test labels")
+    if test_labels.shape != (np.shape(test_features)[0],):
         raise InputError("test labels must be one per test feature row")
+    if not list(methods):
+        raise InputError(f"no methods given; choose from {', '.join(METHODS)}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -102,6 +115,22 @@ def run_trials(features, labels, test_features, test_labels, budgets, methods=ME
                     progress(f"B={count} {method:<10} seed={seed} accuracy={accuracy:.4f} "
                              f"coverage={result.coverage:.4f} ({seconds:.1f} s)")
     return trials
+
+
+def _checked_labels(labels, what):
+    """Labels as a 1-D array of class ids or names; numbers must be whole (a float array of 0.0, 1.0, ... is)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise InputError(f"{what} must be one label per row (a 1-D list), got an array of shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise InputError(f"{what} contain NaN or infinite values; every item needs its class")
+        if not np.array_equal(labels, np.round(labels)):
+            raise InputError(f"{what} contain fractional numbers (e.g. {labels[labels != np.round(labels)][0]}); "
+                             f"give class ids (whole numbers) or class names")
+    elif labels.dtype.kind not in "biuUS":
+        raise InputError(f"{what} must be class ids (whole numbers) or class names, got {labels.dtype} values")
+    return labels
 
 
 def summarize(trials, label=lambda t: t.method):

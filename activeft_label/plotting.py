@@ -6,12 +6,22 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .selection import power_of_two_scaled
 from .output import write_atomic
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 PROJECTIONS = ("pca", "tsne")
 #: Pool points drawn at most (a seeded sample; selected items are always drawn).
 MAX_POINTS = 20000
+
+
+def check_plottable(n_items, n_dims, projection="pca"):
+    """Raise :class:`InputError` unless a 2-D map of ``n_items`` rows of ``n_dims`` features can be drawn."""
+    if projection not in PROJECTIONS:
+        raise InputError(f"unknown projection {projection!r}; choose one of {', '.join(PROJECTIONS)}")
+    if n_items < 3 or n_dims < 2:
+        raise InputError(f"--plot needs at least 3 items with at least 2 feature dimensions to project to 2-D, got "
+                         f"{n_items} item(s) × {n_dims} dimension(s); leave out --plot")
 
 
 def plot_selection(features, result, path, *, projection="pca", labels=None, title=None, seed=0):
@@ -26,14 +36,13 @@ def plot_selection(features, result, path, *, projection="pca", labels=None, tit
     labels : array (N,) or None
         Optional class labels to colour the pool by.
     """
-    if projection not in PROJECTIONS:
-        raise InputError(f"unknown projection {projection!r}; choose one of {', '.join(PROJECTIONS)}")
+    check_plottable(*np.shape(features), projection)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = np.asarray(features, dtype=np.float32)
+    x = power_of_two_scaled(np.asarray(features, dtype=np.float32))
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     rng = np.random.default_rng(seed)
     chosen = result.ranked_indices

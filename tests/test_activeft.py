@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from activeft_label import InputError, select
-from activeft_label.selection._common import normalize, unique_nearest
+from activeft_label.selection._common import check_features, normalize, power_of_two_scaled, unique_nearest
 from activeft_label.selection._reference import dense_optimize
 from activeft_label.selection.activeft import optimize_centroids
 from activeft_label.selection.ranking import priority_order
@@ -257,3 +257,20 @@ def test_small_problems_run_on_one_thread_and_restore_the_setting():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_power_of_two_scaling_keeps_every_direction_bit_for_bit():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 24)).astype(np.float32) * rng.uniform(1e-3, 1e3, size=(500, 1)).astype(np.float32)
+    assert power_of_two_scaled(x) is x                        # ordinary rows: no copy, nothing changed
+    extreme = x.copy()
+    extreme[:10] *= np.float32(1e30)
+    extreme[10:20] *= np.float32(1e-30)
+    scaled = power_of_two_scaled(extreme)
+    peaks = np.abs(scaled).max(axis=1)
+    assert ((peaks >= 0.5) & (peaks < 1.0)).all()
+    ratio = extreme / scaled                                   # exact powers of two, so the rows are exact multiples
+    assert (np.frexp(ratio)[0] == 0.5).all() and (ratio == ratio[:, :1]).all()
+    cpu = torch.device("cpu")
+    assert torch.allclose(normalize(check_features(extreme), cpu), normalize(x, cpu), atol=2e-7)
+    assert torch.equal(normalize(check_features(x), cpu), normalize(x, cpu))

@@ -139,6 +139,9 @@ def test_embed_then_select_from_features(image_folder, tmp_path):
     assert data["features"].shape == (24, 1280) and data["ids"].shape == (24,)
     again = run(["embed", str(image_folder), "--out", str(tmp_path / "again.npz"), "-q"])
     assert "(24 from cache)" in again.output
+    cached_bad_device = run(["embed", str(image_folder), "--out", str(tmp_path / "x.npz"), "-q", "--device", "gpu0"])
+    assert cached_bad_device.exit_code == 2 and "unknown device" in cached_bad_device.output
+    assert not (tmp_path / "x.npz").exists()
     result = run(["select", str(feats), "-b", "4", "--iters", "30", "-q", "--out", str(tmp_path / "s.csv")])
     assert result.exit_code == 0
     assert all(r["id"].endswith(".png") for r in read_csv(tmp_path / "s.csv"))
@@ -163,6 +166,7 @@ def test_list_file_source(image_folder, tmp_path):
     (["-b", "5", "--plot", "map.gif"], "--plot"),
     (["-b", "5", "--temperature", "0"], "temperature must be a number above 0"),
     (["-b", "5", "--device", "tpu"], "unknown device"),
+    (["-b", "5", "--device", "meta"], "unknown device"),        # a torch device type that cannot select
     (["-b", "5", "--method", "magic"], "Invalid value for '--method'"),
 ])
 def test_usage_errors_exit_2_with_one_message_and_write_nothing(tmp_path, monkeypatch, args, message):
@@ -191,6 +195,38 @@ def test_bad_features_files(tmp_path, make, message):
     assert not (tmp_path / "s.csv").exists()
 
 
+def test_plot_that_cannot_be_drawn_is_refused_before_the_selection_is_written(tmp_path):
+    np.save(tmp_path / "one_column.npy", np.random.default_rng(0).normal(size=(50, 1)).astype(np.float32))
+    (tmp_path / "s.csv").write_text("kept\n")
+    result = run(["select", str(tmp_path / "one_column.npy"), "-b", "2", "-q", "--out", str(tmp_path / "s.csv"),
+                  "--plot", str(tmp_path / "map.png")])
+    assert result.exit_code == 2 and "--plot needs at least 3 items with at least 2" in result.output
+    assert "Traceback" not in result.output
+    assert (tmp_path / "s.csv").read_text() == "kept\n" and not (tmp_path / "map.png").exists()
+
+
+def test_huge_or_tiny_features_select_as_their_directions_do(tmp_path):
+    x, _ = clustered_npz(tmp_path / "f.npz")
+    picks = {}
+    for name, scale in (("plain", 1.0), ("huge", 1e20), ("tiny", 1e-30)):
+        np.save(tmp_path / f"{name}.npy", (x * np.float32(scale)).astype(np.float32))
+        result = run(["select", str(tmp_path / f"{name}.npy"), "-b", "6", "--iters", "30", "-q",
+                      "--out", str(tmp_path / f"{name}.csv")])
+        assert result.exit_code == 0, result.output
+        assert "overflow" not in result.output and "Warning" not in result.output
+        picks[name] = [row["index"] for row in read_csv(tmp_path / f"{name}.csv")]
+    assert picks["huge"] == picks["plain"] and picks["tiny"] == picks["plain"]
+
+
+def test_labeled_file_that_is_not_text_is_refused(tmp_path):
+    clustered_npz(tmp_path / "f.npz")
+    (tmp_path / "labeled.txt").write_bytes(b"\xff\xfe\x00binary")
+    result = run(["select", str(tmp_path / "f.npz"), "-b", "2", "-q", "--labeled", str(tmp_path / "labeled.txt"),
+                  "--out", str(tmp_path / "s.csv")])
+    assert result.exit_code == 2 and "not a UTF-8 text file" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_empty_folder_and_missing_source(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run(["select", str(tmp_path / "empty"), "-b", "1", "-q", "--out", str(tmp_path / "s.csv")])
@@ -198,6 +234,15 @@ def test_empty_folder_and_missing_source(tmp_path):
     assert "no images" in result.output.lower() or "empty" in result.output.lower()
     result = run(["select", str(tmp_path / "nope"), "-b", "1"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_a_budget_no_pool_could_meet_is_refused_before_embedding(image_folder, tmp_path):
+    cache = tmp_path / "cache"
+    for budget, message in (("abc", "neither a count"), ("0", "at least 1"), ("150%", "more than 100%")):
+        result = run(["select", str(image_folder), "-b", budget, "-q", "--cache-dir", str(cache),
+                      "--out", str(tmp_path / "s.csv")])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not cache.exists()                                  # nothing was embedded
 
 
 def test_unknown_model_lists_close_matches(image_folder, tmp_path):
@@ -264,6 +309,68 @@ def test_evaluate_compares_methods_on_a_labeled_pool(tmp_path):
     bad = run(["evaluate", "--features", str(tmp_path / "f.npz"), "--labels", str(tmp_path / "labels.npy"),
                "-b", "16", "--methods", "magic"])
     assert bad.exit_code == 2 and "unknown method" in bad.output
+
+
+def test_demo_checks_budget_and_device_before_writing_images(tmp_path):
+    for args, message in ((["--budget", "abc"], "neither a count"), (["--budget", "101"], "larger than"),
+                          (["--device", "nonsense"], "unknown device")):
+        result = run(["demo", "--workdir", str(tmp_path / "demo"), "--size", "100", "-q", *args])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "demo").exists()
+
+
+def _labeled_pool(tmp_path, n=60):
+    x, labels = clustered_npz(tmp_path / "f.npz", n=n, clusters=4)
+    np.save(tmp_path / "y.npy", labels)
+    return x, labels
+
+
+@pytest.mark.parametrize("make_labels, message", [
+    (lambda p, y: (p / "y.txt").write_bytes(b"\xff\xfe\x00"), "not UTF-8 text"),
+    (lambda p, y: np.savez(p / "y.npz", classes=y), "has no 'labels' array (it has classes)"),
+    (lambda p, y: (p / "y.npy").write_text("1\n2\n"), "could not be read"),
+    (lambda p, y: np.save(p / "y.npy", y + 0.5), "fractional numbers"),
+    (lambda p, y: np.save(p / "y.npy", np.where(np.arange(y.size) == 3, np.nan, y)), "NaN"),
+    (lambda p, y: np.save(p / "y.npy", y.reshape(-1, 1)), "labels for 60 feature rows"),
+])
+def test_evaluate_bad_labels_exit_2_with_one_message(tmp_path, make_labels, message):
+    _, y = _labeled_pool(tmp_path)
+    (tmp_path / "y.npy").unlink()
+    make_labels(tmp_path, y)
+    labels = next(tmp_path.glob("y.*"))
+    result = run(["evaluate", "--features", str(tmp_path / "f.npz"), "--labels", str(labels), "-b", "4",
+                  "--methods", "random", "--seeds", "1", "--out", str(tmp_path / "t.csv")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_evaluate_bad_features_test_sets_and_methods_exit_2(tmp_path):
+    x, y = _labeled_pool(tmp_path)
+    base = ["evaluate", "--labels", str(tmp_path / "y.npy"), "-b", "4", "--seeds", "1",
+            "--out", str(tmp_path / "t.csv")]
+    nan_pool = x.copy()
+    nan_pool[7, 0] = np.nan                                  # lands in the held-out part or the pool alike
+    np.save(tmp_path / "nan.npy", nan_pool)
+    np.save(tmp_path / "test8.npy", x[:10, :8])
+    np.save(tmp_path / "ytest.npy", y[:10])
+    np.save(tmp_path / "few.npy", x[:10])
+    np.save(tmp_path / "yfew.npy", y[:10])
+    cases = [
+        (["--features", str(tmp_path / "nan.npy"), "--methods", "random"], "NaN or infinite"),
+        (["--features", str(tmp_path / "f.npz"), "--test-features", str(tmp_path / "test8.npy"),
+          "--test-labels", str(tmp_path / "ytest.npy"), "--methods", "random"], "test features have 8 dimensions"),
+        (["--features", str(tmp_path / "f.npz"), "--methods", ","], "no methods given"),
+        (["--features", str(tmp_path / "f.npz"), "--methods", "kmeans", "--device", "cuda:x"], "unknown device"),
+    ]
+    for args, message in cases:
+        result = run(base + args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output, (args, result.output)
+    few = run(["evaluate", "--features", str(tmp_path / "few.npy"), "--labels", str(tmp_path / "yfew.npy"), "-b", "2",
+               "--methods", "random", "--seeds", "1", "--test-fraction", "0.05", "--out", str(tmp_path / "t.csv")])
+    assert few.exit_code == 2 and "too few to hold out" in few.output, few.output
+    assert not (tmp_path / "t.csv").exists()
 
 
 def test_help_of_every_command_group_does_not_import_torch():

@@ -57,7 +57,10 @@ def resolve_device(device="auto"):
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        # torch knows more device types (meta, xla, ...) that cannot hold or compute a selection here.
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} was asked for but torch sees no CUDA GPU; use --device cpu or auto")
     if dev.type == "mps":
@@ -97,15 +100,31 @@ def check_features(features):
             f"features contain NaN or infinite values in {bad.size} row(s) (first: {_first(bad)}); "
             f"re-embed those items or drop them"
         )
-    norms = np.linalg.norm(array, axis=1)
-    zero = norms == 0
+    zero = ~np.abs(array).max(axis=1).astype(bool)
     if zero.any():
         bad = np.flatnonzero(zero)
         raise InputError(
             f"features contain {bad.size} all-zero row(s) (first: {_first(bad)}), which have no direction "
             f"to compare; re-embed those items or drop them"
         )
-    return array
+    return power_of_two_scaled(array)
+
+
+def power_of_two_scaled(array):
+    """Each row of a float array times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Only directions matter here, and L2 norms of rows with huge (or tiny) entries over- (or under-) flow in
+    float32: 1e20 squared is infinite, and a row of 1e-25 would look all-zero.  Multiplying by a power of two is
+    exact, so every row normalises to the unit vector it had.  All-zero rows stay zero.  Arrays whose rows all
+    peak between 2^-40 and 2^40 (squared sums stay normal floats) are returned as they are, without a copy.
+    """
+    array = np.asarray(array)
+    peak = np.abs(array).max(axis=1, keepdims=True)
+    nonzero = peak[peak > 0]
+    if nonzero.size == 0 or (nonzero.min() >= 2.0**-40 and nonzero.max() <= 2.0**40):
+        return array
+    exponent = np.frexp(peak)[1]
+    return np.ldexp(array, -exponent).astype(array.dtype, copy=False)
 
 
 def _first(indices, k=5):
