@@ -138,13 +138,20 @@ def install_plugin(plugins_dir, force):
     target = os.path.join(os.path.expanduser(plugins_dir), PLUGIN_FOLDER)
     if os.path.exists(target) and not force:
         raise InputError(f"{target} already exists; pass --force to replace it")
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise InputError(f"{target} is a file, not an installed plugin; move it away, then install again")
     staging = target + ".installing"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(PLUGIN_SOURCE, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if os.path.exists(target):
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(PLUGIN_SOURCE, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(f"cannot install the plugin into {os.path.dirname(target)} ({exc.strerror or exc}); "
+                         f"pass a writable folder with --plugins-dir") from None
     say(f"Installed the activeft plugin into {target}.")
     say("Restart the FiftyOne App, then open the operator browser (press `) and run "
         "\"ActiveFT: select samples to annotate\".")

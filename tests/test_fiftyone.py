@@ -154,6 +154,20 @@ def test_rerun_with_same_name_replaces_only_that_runs_tags_and_ranks(ds):
     third = aft.select_samples(ds, 4, embeddings_field="emb", run_name="round", tag="round2", seed=1)
     assert _tagged(ds, "round2") == set(third.sample_ids)
     assert _tagged(ds) == set(other.sample_ids) | {mine}
+    assert third.untagged == len(set(second.sample_ids) - set(other.sample_ids) - {mine})
+    assert "Removed tag 'activeft' from" in third.describe()      # the tag that was removed, not the new one
+
+    # Samples deleted since the last run are not counted as untagged.
+    ds.delete_samples(third.sample_ids[:2])
+    fourth = aft.select_samples(ds, 4, embeddings_field="emb", run_name="round", tag="round3", seed=2)
+    assert fourth.untagged == 2 and fourth.untagged_tag == "round2"
+
+
+def test_a_list_of_floats_field_serves_as_embeddings(ds):
+    ds.set_values("emb_list", [[float(x) for x in v] for v in ds.values("emb")])
+    from_list = aft.select_samples(ds, 5, embeddings_field="emb_list", run_name="from_list")
+    from_vector = aft.select_samples(ds, 5, embeddings_field="emb", run_name="from_vector")
+    assert from_list.sample_ids == from_vector.sample_ids
 
 
 def test_exclude_labeled_samples_are_fixed_and_never_selected(ds):
@@ -193,7 +207,17 @@ BAD_INPUTS = {
     "rank field of another type": (lambda d: (_set(d, "score", "text"), {"rank_field": "score"}), "StringField"),
     "rank field holding user values": (lambda d: (_set(d, "score", 7), {"rank_field": "score"}),
                                        "activeft did not write"),
-    "run name not an identifier": (lambda d: (d, {"run_name": "round 2"}), "valid identifier"),
+    "run name not an identifier": (lambda d: (d, {"run_name": "round 2"}), "must start with a letter"),
+    "run name without a URL form": (lambda d: (d, {"run_name": "_"}), "must start with a letter"),
+    "run name of non-ASCII letters": (lambda d: (d, {"run_name": "ééé"}), "must start with a letter"),
+    "saved view of the user with the same URL name": (lambda d: (_save(d, "ActiveFT"), {}),
+                                                      "saved view 'ActiveFT' that FiftyOne would overwrite"),
+    "rank field starting with $": (lambda d: (d, {"rank_field": "$rank"}), "starting with '\\$'"),
+    "embeddings stored into a list of strings": (
+        lambda d: (_add_list_field(d, "keywords"), {"embeddings_field": None, "store_embeddings": "keywords"}),
+        "list of StringField values"),
+    "misspelt label sub-field": (lambda d: (_set(d, "gt", fo.Classification(label="x")),
+                                            {"exclude_labeled": "gt.lable"}), "names no field"),
     "saved view of the user": (lambda d: (_save(d, "activeft"), {}), "saved view named 'activeft'"),
     "unknown exclusion field": (lambda d: (d, {"exclude_labeled": "labels"}), "not a field"),
     "everything labeled": (lambda d: (_set(d, "gt", "x"), {"exclude_labeled": "gt", "budget": 1}),
@@ -229,6 +253,11 @@ def _gone(d):
 
 def _set(d, name, value):
     d.set_values(name, [value] * len(d))
+    return d
+
+
+def _add_list_field(d, name):
+    d.add_sample_field(name, fo.ListField, subfield=fo.StringField)
     return d
 
 
@@ -295,10 +324,17 @@ def test_cli_saved_view_and_view_stages(ds):
     (["-b", "3", "--embeddings-field", "mixed"], "mixes vector lengths"),
     (["-b", "3", "--embeddings-field", "emb", "--view-stages",
       json.dumps([{"_cls": "fiftyone.core.stages.Limit", "kwargs": [["limit", 0]]}])], "empty"),
+    (["-b", "3", "--embeddings-field", "emb", "--saved-view", ""], "saved view name is empty"),
+    (["-b", "3", "--embeddings-field", "emb", "--view-stages", " "], "view stages are empty"),
+    (["-b", "3", "--embeddings-field", "emb", "--view-stages", "[1, 2]"], "must be a JSON object with '_cls'"),
+    (["-b", "3", "--embeddings-field", "emb", "--saved-view", "stale"], "cannot be loaded any more"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(ds, args, message):
     vectors = ds.values("emb")
     ds.set_values("mixed", [v if i % 2 else v[:64] for i, v in enumerate(vectors)])
+    ds.set_values("gone_soon", list(range(len(ds))))
+    ds.save_view("stale", ds.select_fields("gone_soon"))
+    ds.delete_sample_field("gone_soon")                      # the saved view now names a missing field
     if "-d" not in args:
         args = ["-d", ds.name, *args]
     before = env.snapshot(ds)
@@ -306,6 +342,28 @@ def test_cli_bad_input_exits_2_with_one_line(ds, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert env.snapshot(ds) == before
+
+
+def test_view_stages_must_name_fiftyone_stages_and_nothing_else_runs(ds, tmp_path):
+    marker = tmp_path / "ran"
+    stages = json.dumps([{"_cls": "os.system", "kwargs": [["command", f"touch {marker}"]]}])
+    before = env.snapshot(ds)
+    result = _run(["-d", ds.name, "-b", "3", "--embeddings-field", "emb", "--view-stages", stages])
+    assert result.exit_code == 2 and "'os.system' is not a FiftyOne view stage" in result.output
+    assert not marker.exists() and env.snapshot(ds) == before
+
+
+def test_install_plugin_into_a_path_it_cannot_write_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(main, ["fiftyone", "install-plugin", "--plugins-dir", str(tmp_path / "afile" / "sub")])
+    assert result.exit_code == 2 and "cannot install the plugin" in result.output, result.output
+    assert "Traceback" not in result.output
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "activeft-label").write_text("not a plugin")
+    result = CliRunner().invoke(main, ["fiftyone", "install-plugin", "--plugins-dir", str(tmp_path / "plugins"),
+                                       "--force"])
+    assert result.exit_code == 2 and "is a file" in result.output, result.output
+    assert os.listdir(tmp_path / "plugins") == ["activeft-label"]          # no half-installed folder left
 
 
 def test_cli_help_reads_like_a_manual_and_does_not_import_fiftyone():

@@ -43,12 +43,14 @@ Examples
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 import fiftyone as fo
+import fiftyone.core.utils as fou
 
 from .. import __version__
 from ..budget import parse_budget
@@ -64,6 +66,9 @@ RUN_MARKER = "activeft_label"
 #: Fields FiftyOne manages itself; never written here.
 _RESERVED_FIELDS = frozenset({"id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
                               "media_type", "_media_type", "_rand", "_dataset_id", "frames"})
+
+#: Run names: also FiftyOne run keys and saved-view names (ASCII, so that FiftyOne's URL form of the name is not empty).
+_RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 
 #: Images embedded per call when progress is reported (the encoder is loaded once).
 _PROGRESS_CHUNK = 64
@@ -189,6 +194,8 @@ class SelectionSummary:
     untagged : int
         Samples whose tag this run removed because they were selected by an
         earlier run of the same name and are not any more.
+    untagged_tag : str
+        The tag that was removed (the earlier run's, which may differ from ``tag``).
     result : SelectionResult or None
     """
 
@@ -206,6 +213,7 @@ class SelectionSummary:
     params: dict = field(default_factory=dict)
     elapsed: float = 0.0
     untagged: int = 0
+    untagged_tag: str = ""
     embeddings: str = ""
     result: object = None
 
@@ -241,7 +249,8 @@ class SelectionSummary:
         lines.append(f"Tagged {self.tag!r} and ranked in field {self.rank_field!r} (1 = annotate first); "
                      f"run {self.run_name!r} recorded on the dataset.")
         if self.untagged:
-            lines.append(f"Removed tag {self.tag!r} from {self.untagged} sample(s) this run had selected before.")
+            lines.append(f"Removed tag {self.untagged_tag or self.tag!r} from {self.untagged} sample(s) this run had "
+                         f"selected before.")
         lines.append(f"In the App: open dataset {self.dataset!r} and load the saved view {self.saved_view!r} "
                      f"(selected samples, rank 1 first), or in Python: "
                      f"fo.load_dataset({self.dataset!r}).load_saved_view({self.saved_view!r}).")
@@ -283,12 +292,20 @@ def resolve_view(dataset, saved_view=None, view_stages=None):
             raise InputError(f"no FiftyOne dataset named {name!r}{hint} (database: {fo.config.database_dir})")
         dataset = fo.load_dataset(name)
     view = dataset.view()
+    if saved_view is not None and not str(saved_view).strip():
+        raise InputError("the saved view name is empty; give a saved view's name or leave the option out")
+    if view_stages is not None and isinstance(view_stages, str) and not view_stages.strip():
+        raise InputError("the view stages are empty; give a JSON list of stages or leave the option out")
     if saved_view:
         saved = dataset.list_saved_views()
         if saved_view not in saved:
             listed = ", ".join(repr(s) for s in saved) if saved else "none"
             raise InputError(f"dataset {dataset.name!r} has no saved view named {saved_view!r} (saved views: {listed})")
-        view = dataset.load_saved_view(saved_view)
+        try:
+            view = dataset.load_saved_view(saved_view)
+        except Exception as exc:  # a view saved before the fields it uses were deleted, ...
+            raise InputError(f"saved view {saved_view!r} of dataset {dataset.name!r} cannot be loaded any more "
+                             f"({_short(exc)}); fix or delete it in the App, or pick another view") from None
     if view_stages:
         stages = view_stages
         if isinstance(stages, str):
@@ -302,6 +319,8 @@ def resolve_view(dataset, saved_view=None, view_stages=None):
             stages = [stages]
         if not isinstance(stages, list):
             raise InputError("view stages must be a JSON list of serialized stages")
+        for stage in stages:
+            _check_stage(stage)
         try:
             built = fo.DatasetView._build(dataset, view._serialize() + stages)
             len(built)  # runs the pipeline: a stage that does not fit the dataset fails here
@@ -309,6 +328,37 @@ def resolve_view(dataset, saved_view=None, view_stages=None):
             raise InputError(f"the view stages cannot be applied to dataset {dataset.name!r}: {_short(exc)}") from None
         view = built
     return dataset, view
+
+
+def _check_stage(stage):
+    """Refuse anything but a serialized FiftyOne view stage.
+
+    FiftyOne builds a stage by importing the class named in ``_cls`` and calling it with ``kwargs``: without this
+    check, JSON from the command line could name any importable callable.
+    """
+    import fiftyone.core.stages as fos
+
+    example = '{"_cls": "fiftyone.core.stages.Limit", "kwargs": [["limit", 10]]}'
+    if not isinstance(stage, dict) or not isinstance(stage.get("_cls"), str) or "kwargs" not in stage:
+        raise InputError(f"each view stage must be a JSON object with '_cls' and 'kwargs', like {example}; "
+                         f"got {json.dumps(stage)[:80]}")
+    module, _, name = stage["_cls"].rpartition(".")
+    cls = getattr(fos, name, None) if module == "fiftyone.core.stages" else None
+    if not (isinstance(cls, type) and issubclass(cls, fos.ViewStage) and cls is not fos.ViewStage):
+        raise InputError(f"{stage['_cls']!r} is not a FiftyOne view stage; stages are named like "
+                         f"'fiftyone.core.stages.Match' (the App's \"copy view as JSON\" gives them)")
+    kwargs = stage["kwargs"]
+    if not (isinstance(kwargs, list) and all(isinstance(k, list) and len(k) == 2 and isinstance(k[0], str)
+                                             for k in kwargs)):
+        raise InputError(f"the kwargs of view stage {stage['_cls']!r} must be a list of [name, value] pairs, like "
+                         f"{example}")
+
+
+def _slug_or_none(name):
+    try:
+        return fou.to_slug(name)
+    except ValueError:
+        return None
 
 
 def _root(collection):
@@ -384,8 +434,9 @@ def _check_writable_field(dataset, name, option, what, expected, runs, kinds):
     message = _check_identifier(what, name, option)
     if message:
         return message
-    if name in _RESERVED_FIELDS or name.startswith("_") or "." in name:
-        return f"{what} {name!r} is a field FiftyOne manages itself or a nested path; choose another {option}"
+    if name in _RESERVED_FIELDS or name.startswith(("_", "$")) or "." in name:
+        return (f"{what} {name!r} is a field FiftyOne manages itself, a nested path, or a name FiftyOne cannot store "
+                f"(starting with '$'); choose another {option}")
     schema = dataset.get_field_schema()
     if name not in schema:
         return None
@@ -416,6 +467,9 @@ def _exclusion_rules(collection, exclude_labeled):
                 raise InputError("exclude_labeled 'tag:' needs a tag name, like 'tag:annotated'")
             rules.append(("tag", tag))
         elif item.split(".")[0] in schema:
+            if "." in item and collection.get_field(item) is None:
+                raise InputError(f"exclude_labeled: {item!r} names no field of the dataset (its first part, "
+                                 f"{item.split('.')[0]!r}, exists); check the spelling of the rest")
             rules.append(("field", item))
         else:
             fields = ", ".join(label_fields(collection) or [n for n in schema if n not in _RESERVED_FIELDS][:8])
@@ -492,15 +546,23 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
     runs = _runs_of(dataset)
     existing = runs.get(run_name) if isinstance(run_name, str) else None
     message = _check_identifier("the run name", run_name, "run_name")
-    if message is None and not run_name.isidentifier():
-        message = (f"run name {run_name!r} must be a valid identifier (letters, digits and underscores, not "
-                   f"starting with a digit), like 'activeft_round2'")
+    if message is None and not _RUN_NAME.fullmatch(run_name):
+        message = (f"run name {run_name!r} must start with a letter and hold only letters a-z, digits and "
+                   f"underscores (at most 100 characters), like 'activeft_round2'")
     if message is None and dataset.has_run(run_name) and existing is None:
         message = (f"dataset {dataset.name!r} already has a run {run_name!r} that activeft did not write; pick "
                    f"another run name")
     if message is None and run_name in dataset.list_saved_views() and existing is None:
         message = (f"dataset {dataset.name!r} already has a saved view named {run_name!r} that activeft did not "
                    f"write; pick another run name")
+    if message is None:
+        # FiftyOne keys saved views by a URL form of the name ('a_b', 'a b' and 'A-B' are all 'a-b') and overwrites
+        # any view of the same URL form.
+        slug = fou.to_slug(run_name)
+        clash = [v for v in dataset.list_saved_views() if v != run_name and _slug_or_none(v) == slug]
+        if clash:
+            message = (f"dataset {dataset.name!r} has a saved view {clash[0]!r} that FiftyOne would overwrite with "
+                       f"the view of run {run_name!r} (the same URL name {slug!r}); pick another run name")
     if message:
         problems["run_name"] = message
     message = _check_identifier("the tag", tag, "tag")
@@ -533,13 +595,20 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
                 except InputError as exc:
                     problems["embeddings_field"] = str(exc)
             else:
-                missing = n - collection.count(embeddings_field)
+                missing = n - len(collection.exists(embeddings_field))      # count() counts list elements
                 if missing:
                     problems["embeddings_field"] = _missing_vectors_message(embeddings_field, missing, n)
     else:
         if store_embeddings:
             message = _check_writable_field(dataset, store_embeddings, "store_embeddings", "embeddings field",
                                             (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))
+            existing_field = dataset.get_field_schema().get(store_embeddings)
+            inner = getattr(existing_field, "field", None)
+            if message is None and isinstance(existing_field, fo.ListField) and not isinstance(
+                    inner, (fo.FloatField, fo.IntField)):
+                kind = type(inner).__name__ if inner is not None else "untyped"
+                message = (f"field {store_embeddings!r} is a list of {kind} values, not of numbers; choose another "
+                           f"store_embeddings")
             if message is None and store_embeddings == rank_field:
                 message = "the embeddings cannot be stored in the rank field; choose another field"
             if message:
@@ -806,6 +875,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     prev_tagged = set(previous.get("tagged_ids", []))
     prev_ranked = set(previous.get("sample_ids", []))
     untag = sorted(prev_tagged - (now_selected if previous.get("tag") == tag else set()) - keep_tag - fixed_ids)
+    untag = sorted(dataset.select(untag).values("id")) if untag else []      # samples deleted since drop out
     unrank = sorted(prev_ranked - (now_selected if previous.get("rank_field") == rank_field else set())
                     - keep_rank - fixed_ids)
 
@@ -855,7 +925,8 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
         dataset=dataset.name, run_name=run_name, saved_view=run_name, sample_ids=selected, tag=tag,
         rank_field=rank_field, target_size=int(pool.target_size), fixed_count=len(fixed_ids),
         skipped=list(pool.skipped), coverage=float(result.coverage), method=result.method, params=params,
-        elapsed=float(result.elapsed), untagged=len(untag), embeddings=pool.embeddings, result=result)
+        elapsed=float(result.elapsed), untagged=len(untag), untagged_tag=previous.get("tag") or "",
+        embeddings=pool.embeddings, result=result)
 
 
 def write_embeddings(collection, pool, field_name):
