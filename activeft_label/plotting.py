@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .selection import power_of_two_scaled
 from .output import write_atomic
+from .selection import power_of_two_scaled
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 PROJECTIONS = ("pca", "tsne")
