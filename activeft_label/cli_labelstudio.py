@@ -199,7 +199,7 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
       activeft labelstudio setup ./images -t "Cars" -l car,truck --task detection -b 1%
     """
     from .budget import check_budget_form
-    from .connectors.labelstudio import connect, parse_labels, project_url, setup_project
+    from .connectors.labelstudio import check_images_option, connect, parse_labels, project_url, setup_project
     from .output import check_output_path, write_selection
     from .pool import load_pool
     from .selection import resolve_device
@@ -218,9 +218,7 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
     parse_labels(labels)
     if out:
         check_output_path(out)
-    if images == "local-files" and not document_root:
-        raise InputError("--images local-files needs --document-root (or LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT): "
-                         "the folder the server serves local files from")
+    check_images_option([], images, document_root)     # the selected paths are checked before the project exists
     resolve_device(device)
     check_budget_form(budget)
 

@@ -306,6 +306,9 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
     for reserved in ("run_name", "rank_offset", "progress"):
         if reserved in options:
             raise InputError(f"selection option {reserved!r} is set by sync push itself")
+    # Explicit local files: every candidate image must lie under the root, known before anything is written.
+    ls_connector.check_images_option(collection.values("filepath") if images == "local-files" else [], images,
+                                     document_root)
     project, title, create_config = _resolve_project(conn, project_id, title, labels, task)
     if project is not None:
         _check_task_field(dataset, task_field, project["id"])
@@ -509,8 +512,16 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
     chosen = _pick_control(project, control)
     label_type = _label_type(chosen)
     record = _project_record(dataset, project["id"])
-    task_field = task_field or (record or {}).get("task_field") or TASK_FIELD
-    fo_connector.check_label_field(dataset, label_field, label_type, reserved=(task_field,))
+    recorded = (record or {}).get("task_field") or TASK_FIELD
+    fo_connector.check_label_field(dataset, label_field, label_type, reserved=(task_field or recorded,))
+    if record is None:
+        raise InputError(f"dataset {dataset.name!r} has not been pushed to Label Studio project {project['id']}, so "
+                         f"its tasks name none of its samples; run `activeft sync push` first (or pick the project "
+                         f"it was pushed to: `activeft sync status`)")
+    if task_field and task_field != recorded and task_field not in dataset.get_field_schema():
+        raise InputError(f"dataset {dataset.name!r} has no field {task_field!r}; the push to project {project['id']} "
+                         f"stored its task ids in {recorded!r} (leave --task-field out to use it)")
+    task_field = task_field or recorded
 
     tasks = ls_connector.export_tasks(conn, project["id"])
     records = ls_connector.read_annotations(conn, project["id"], chosen, tasks=tasks)

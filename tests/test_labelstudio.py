@@ -354,6 +354,39 @@ def test_select_into_new_project(server, client, user_project):
     assert sorted(t.id for t in all_tasks(client, target.id)) == sorted(t.id for t in tasks)
 
 
+def test_select_into_a_project_that_is_not_a_copy_of_the_source_is_refused(server, client, user_project):
+    pid = user_project["id"]
+    other_config = client.projects.create(title="Hand made, text", label_config=(
+        '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="x"/></Choices></View>'))
+    same_config = client.projects.create(title="Hand made, same config", label_config=CONFIG)
+    client.projects.import_tasks(id=same_config.id, request=[{"image": "/data/upload/1/someone-elses.png"}])
+    before = {p: sorted((t.id, json.dumps(t.data, sort_keys=True)) for t in all_tasks(client, p))
+              for p in (other_config.id, same_config.id)}
+    for title, message in (("Hand made, text", "another label config"),
+                           ("Hand made, same config", "not copies of project")):
+        result = run(server, ["labelstudio", "select", "-p", str(pid), "-b", "3", "--mode", "project", "--title",
+                              title, "-q"], expect=2)
+        assert message in result.text and "choose another --title" in result.text
+    after = {p: sorted((t.id, json.dumps(t.data, sort_keys=True)) for t in all_tasks(client, p))
+             for p in (other_config.id, same_config.id)}
+    assert after == before
+
+
+def test_setup_local_files_outside_the_root_creates_nothing(server, pool_dir, tmp_path):
+    conn = ls.connect(server.url, server.legacy_token)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for k, path in enumerate(sorted(pool_dir.rglob("*.png"))[:6]):
+        (outside / f"o{k}.png").write_bytes(path.read_bytes())
+    cases = (("Outside the root", server.local_files_root, "is not under the local-files document root"),
+             ("Root that is missing", str(tmp_path / "missing"), "is not a folder"))
+    for title, root, message in cases:
+        result = run(server, ["labelstudio", "setup", str(outside), "-t", title, "-l", "a,b", "-b", "2",
+                              "--iters", "20", "--images", "local-files", "--document-root", root, "-q"], expect=2)
+        assert message in result.text
+        assert not ls.find_project(conn, title)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Bad input
 

@@ -221,10 +221,12 @@ def test_detection_boxes_convert_from_percent_to_relative(ds, conn):
     assert got == [("a", [0.1, 0.2, 0.3, 0.4]), ("c", [0.5, 0.05, 0.25, 0.5])]
     assert ds[tasks[1]["data"][ls.ID_FIELD]]["boxes"].detections == []
     assert ds[tasks[2]["data"][ls.ID_FIELD]]["boxes"].detections == []  # the rotated box is left out, and said so
-    # A Choices project pulled into this Detections field: refused, nothing written.
-    choices_project = ls.create_project(conn, _title(), ls.label_config("a,b"))
+    # A Choices project (the same samples pushed again) pulled into this Detections field: refused.
+    choices_project = _push(ds, conn, None, task_field="ls_tasks_choices")
+    before = env.snapshot(ds)
     with pytest.raises(InputError, match="holds Detections"):
-        sync.pull(ds, conn, choices_project["id"], "boxes")
+        sync.pull(ds, conn, choices_project.project_id, "boxes")
+    assert env.snapshot(ds) == before
 
 
 def test_round_two_fixes_queued_samples_and_appends_after_them(ds, conn, server):
@@ -373,6 +375,27 @@ def test_a_project_without_an_image_tag_is_refused_before_anything_is_written(ds
         _push(ds, conn, 5, project_id=text_only["id"])
     assert len(ds.match_tags("activeft")) == 0 and "activeft" not in ds.list_runs()
     assert sync.STATE_KEY not in ds.info and not _tasks(conn, text_only["id"])
+
+
+def test_local_files_outside_the_root_are_refused_before_anything_is_written(ds, conn, tmp_path):
+    title = _title()
+    before = env.snapshot(ds)
+    with pytest.raises(InputError, match="is not under the local-files document root"):
+        _push(ds, conn, 3, title=title, images="local-files", document_root=str(tmp_path))
+    with pytest.raises(InputError, match="is not a folder"):
+        _push(ds, conn, 3, title=title, images="local-files", document_root=str(tmp_path / "missing"))
+    assert env.snapshot(ds) == before and sync.STATE_KEY not in ds.info
+    assert not ls.find_project(conn, title)
+
+
+def test_pull_refuses_a_project_never_pushed_and_an_unknown_task_field(ds, conn):
+    never = ls.create_project(conn, _title(), ls.label_config(",".join(GROUPS)))
+    with pytest.raises(InputError, match="has not been pushed to Label Studio project"):
+        sync.pull(ds, conn, never["id"], "ground_truth")
+    pushed = _push(ds, conn, 4)
+    with pytest.raises(InputError, match="no field 'nope'.*stored its task ids in 'activeft_ls_task'"):
+        sync.pull(ds, conn, pushed.project_id, "ground_truth", task_field="nope")
+    assert "ground_truth" not in ds.get_field_schema()
 
 
 def test_pull_finds_the_task_field_the_push_used(ds, conn):

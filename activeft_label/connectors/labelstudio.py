@@ -71,7 +71,8 @@ __all__ = [
     "ID_FIELD", "RANK_FIELD", "VIEW_TITLE", "MODEL_VERSION", "Connection", "LabelStudioPool", "PushReport",
     "connect", "get_project", "find_project", "pull_tasks", "image_field", "embed_tasks", "pull_project",
     "push_view", "push_project", "ensure_priority_view", "label_config", "create_project", "upload_images",
-    "prioritize", "setup_project", "parse_labels", "project_url", "stable_id", "open_project", "push_images", "has_label_config",
+    "prioritize", "setup_project", "parse_labels", "project_url", "stable_id", "open_project", "push_images",
+    "has_label_config", "check_images_option",
     "label_controls", "TaskAnnotation", "export_tasks", "read_annotations", "SUPPORTED_CONTROLS",
 ]
 
@@ -1333,12 +1334,9 @@ def _upload_chunk(conn, project_id, chunk):
 
 def _local_files_refs(conn, project_id, paths, document_root):
     """``/data/local-files/?d=...`` URLs of ``paths``, after making sure a local storage covers them."""
+    check_images_option(paths, "local-files", document_root)
     root = os.path.realpath(document_root)
     real = [os.path.realpath(p) for p in paths]
-    outside = [p for p in real if os.path.commonpath([root, p]) != root]
-    if outside:
-        raise InputError(f"{outside[0]} is not under the local-files document root {document_root}; put the "
-                         f"images under it, or use --images upload")
     folder = os.path.commonpath([os.path.dirname(p) for p in real])
     storages = [_as_dict(s) for s in _api(conn, "list local storages", conn.client.import_storage.local.list,
                                           project=int(project_id))]
@@ -1349,6 +1347,29 @@ def _local_files_refs(conn, project_id, paths, document_root):
              path=folder, use_blob_urls=True, title="activeft images",
              description="Serves the images of the ActiveFT selection (not synced: tasks are imported by activeft)")
     return ["/data/local-files/?d=" + urllib.parse.quote(os.path.relpath(p, root)) for p in real]
+
+
+def check_images_option(paths, images, document_root):
+    """Raise :class:`InputError` for what :func:`push_images` would refuse about how ``paths`` reach the server.
+
+    Cheap and without requests, so that commands can call it before they create or write anything.
+    """
+    if images not in ("auto", "upload", "local-files"):
+        raise InputError(f"images must be 'auto', 'upload' or 'local-files', got {images!r}")
+    if images != "local-files":
+        return
+    if not document_root:
+        raise InputError("--images local-files needs --document-root (the server's "
+                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    if not os.path.isdir(document_root):
+        raise InputError(f"--document-root {document_root} is not a folder on this machine; give the folder the "
+                         f"server serves local files from (its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    root = os.path.realpath(document_root)
+    outside = [p for p in paths if os.path.commonpath([root, os.path.realpath(p)]) != root]
+    if outside:
+        more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
+        raise InputError(f"{outside[0]}{more} is not under the local-files document root {document_root}; put the "
+                         f"images under it, or use --images upload")
 
 
 def open_project(conn, title, labels, task="classification", description=""):
@@ -1409,11 +1430,7 @@ def push_images(conn, project_id, entries, *, images="auto", document_root=None,
     PushReport
         ``task_ids`` maps every entry's id to its task id.
     """
-    if images not in ("auto", "upload", "local-files"):
-        raise InputError(f"images must be 'auto', 'upload' or 'local-files', got {images!r}")
-    if images == "local-files" and not document_root:
-        raise InputError("--images local-files needs --document-root (the server's "
-                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    check_images_option([], images, document_root)    # the paths: those still to import, below
     project_id = int(project_id)
     entries = sorted(entries, key=lambda entry: int(entry["rank"]))
     warnings = []
@@ -1491,17 +1508,13 @@ def setup_project(conn, title, labels, pool, result, *, task="classification", i
     -------
     PushReport
     """
-    if images not in ("auto", "upload", "local-files"):
-        raise InputError(f"images must be 'auto', 'upload' or 'local-files', got {images!r}")
     if pool.paths is None:
         raise InputError("a features file has no images to put in Label Studio; give a folder or a list of images")
-    if images == "local-files" and not document_root:
-        raise InputError("--images local-files needs --document-root (the server's "
-                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
     label_config(labels, task)  # validate before anything is created
     ranks = {int(index): int(rank) for index, rank in zip(result.indices, result.ranks)}
     entries = [{"id": str(pool.ids[row]), "rank": ranks[int(row)], "path": pool.paths[int(row)]}
                for row in result.ranked_indices]
+    check_images_option([e["path"] for e in entries], images, document_root)
     project = open_project(conn, title, labels, task, description=(
         f"ActiveFT selection of {len(entries)} of {len(pool)} images, imported in priority order "
         f"(view '{VIEW_TITLE}' lists them by rank)."))
@@ -1571,6 +1584,9 @@ def prioritize(conn, project_id, budget, *, mode="view", view=None, field=None, 
     unlabeled = sum(1 for task in tasks if task["annotations"] == 0)
     _check_budget(parse_budget, budget, len(tasks), len(tasks) - unlabeled, project["id"])
     name = image_field(project.get("label_config"), tasks, field)
+    if mode == "project":
+        target_title = title or f"{project['title']} - ActiveFT"
+        target = _reusable_copy_target(conn, project, target_title, tasks if view is None else None)
     pool = embed_tasks(conn, project, tasks, name, progress=progress, **(embed_options or {}))
     _check_budget(parse_budget, budget, len(pool), pool.labeled.size, project["id"], skipped=len(pool.skipped))
     result = select(pool.features, budget, method, fixed=pool.labeled if pool.labeled.size else None,
@@ -1582,14 +1598,9 @@ def prioritize(conn, project_id, budget, *, mode="view", view=None, field=None, 
         report = push_view(conn, project["id"], ranking, stable_ids=ids, predictions=predictions,
                            model_version=model_version, progress=progress)
     else:
-        target_title = title or f"{project['title']} - ActiveFT"
-        found = find_project(conn, target_title)
-        if found and int(found[0]["id"]) == int(project["id"]):
-            raise InputError(f"--title {target_title!r} names the source project itself; choose another title")
-        target = found[0] if found else create_project(conn, target_title, project.get("label_config") or "",
-                                                        description=f"ActiveFT selection from project "
-                                                                    f"{project['id']} ({project['title']}), in "
-                                                                    f"priority order.")
+        target = target or create_project(conn, target_title, project.get("label_config") or "",
+                                          description=f"ActiveFT selection from project {project['id']} "
+                                                      f"({project['title']}), in priority order.")
         items = []
         warnings = []
         for rank, row in enumerate(ranked_rows, start=1):
@@ -1604,6 +1615,32 @@ def prioritize(conn, project_id, budget, *, mode="view", view=None, field=None, 
                               progress=progress)
         report.warnings.extend(warnings)
     return pool, result, report
+
+
+def _reusable_copy_target(conn, source, title, source_tasks=None):
+    """The project titled ``title`` that a ``--mode project`` run may fill again, or None when there is none.
+
+    It is reused only when it is a copy of ``source``: the same label config, and every task it holds a copy of a
+    task of ``source`` (so a re-run completes it).  Anything else, such as a project made by hand or by
+    ``activeft labelstudio setup`` from a folder, would get its queue replaced, and is refused.
+    """
+    found = find_project(conn, title)
+    if not found:
+        return None
+    target = found[0]
+    where = f"a project titled {title!r} already exists ({project_url(conn, target['id'])})"
+    if int(target["id"]) == int(source["id"]):
+        raise InputError(f"--title {title!r} names the source project itself; choose another title")
+    if _normalize_config(target.get("label_config")) != _normalize_config(source.get("label_config")):
+        raise InputError(f"{where} with another label config than project {source['id']}; choose another --title")
+    if source_tasks is None:
+        source_tasks = pull_tasks(conn, source["id"])
+    copies = {stable_id(source["id"], task) for task in source_tasks}
+    foreign = [task for task in pull_tasks(conn, target["id"]) if str(task["data"].get(ID_FIELD)) not in copies]
+    if foreign:
+        raise InputError(f"{where} and holds {len(foreign)} task(s) that are not copies of project {source['id']}'s "
+                         f"tasks (e.g. task {foreign[0]['id']}); choose another --title")
+    return target
 
 
 def _check_budget(parse_budget, budget, size, labeled, project_id, skipped=0):
