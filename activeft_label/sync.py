@@ -552,7 +552,7 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
     result.written, result.unchanged, result.conflicts = written.written, written.unchanged, written.conflicts
     result.missing_samples.extend(written.missing)  # deleted between the two reads
 
-    record = _project_record(dataset, project["id"])                 # again: the labels took a while to write
+    record = _project_record(dataset, project["id"])       # read again: keep what a push meanwhile recorded
     if record is not None and task_field in dataset.get_field_schema():
         alive = {int(task["id"]) for task in tasks}
         ids, stored = collection.exists(task_field).values(["id", task_field])

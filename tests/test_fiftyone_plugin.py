@@ -160,7 +160,7 @@ def test_bad_input_refused_by_fiftyone_and_nothing_written(installed, ds):
     before = env.snapshot(ds)
     with pytest.raises(ExecutionError, match="larger than the 40"):
         foo.execute_operator(URI, ctx={"dataset": ds, "params": {"budget": 41, "embeddings_field": "emb"}})
-    with pytest.raises(ExecutionError, match="valid identifier"):
+    with pytest.raises(ExecutionError, match="must start with a letter"):
         foo.execute_operator(URI, ctx={"dataset": ds, "params": {"budget": 2, "embeddings_field": "emb",
                                                                  "run_name": "my run"}})
     with pytest.raises(ValueError, match="not found"):
