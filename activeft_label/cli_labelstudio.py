@@ -156,7 +156,7 @@ def select_command(project_id, budget, method, loss, iterations, temperature, lr
 
 @labelstudio.command("setup", context_settings=CONTEXT)
 @click.argument("source")
-@click.option("--title", "-t", required=True, help="Project title (at least 3 characters).")
+@click.option("--title", "-t", required=True, help="Project title (3 to 50 characters).")
 @click.option("--labels", "-l", required=True, metavar="A,B,C", help="Label names, separated by commas.")
 @click.option("--task", type=click.Choice(["classification", "detection"]), default="classification",
               show_default=True, help="classification: one choice per image; detection: rectangles with labels.")
@@ -199,7 +199,8 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
       activeft labelstudio setup ./images -t "Cars" -l car,truck --task detection -b 1%
     """
     from .budget import check_budget_form
-    from .connectors.labelstudio import check_images_option, connect, parse_labels, project_url, setup_project
+    from .connectors.labelstudio import (check_images_option, check_title, connect, parse_labels, project_url,
+                                         setup_project)
     from .output import check_output_path, write_selection
     from .pool import load_pool
     from .selection import resolve_device
@@ -213,8 +214,7 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
         raise InputError(f"{source} does not exist; pass a folder of images or a text file listing image paths")
     if is_features_file(source):
         raise InputError(f"{source} is a features file; setup needs the images: pass a folder or a list of images")
-    if len(title.strip()) < 3:
-        raise InputError(f"--title {title!r} is too short; Label Studio needs at least 3 characters")
+    check_title(title)
     parse_labels(labels)
     if out:
         check_output_path(out)

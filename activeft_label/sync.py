@@ -233,8 +233,7 @@ def _resolve_project(conn, project_id, title, labels, task):
         return found[0], title, None
     if labels is None:
         raise InputError(f"there is no project titled {title!r} yet; pass --labels a,b,c (and --task) to create it")
-    if len(title.strip()) < 3:
-        raise InputError(f"--title {title!r} is too short; Label Studio needs at least 3 characters")
+    ls_connector.check_title(title)
     return None, title, ls_connector.label_config(labels, task)
 
 

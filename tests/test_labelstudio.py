@@ -472,6 +472,9 @@ def test_setup_bad_input(server, pool_dir):
     assert "--labels" in result.text
     result = run(server, ["labelstudio", "setup", str(pool_dir), "-t", "ab", "-l", "a", "-b", "3"], expect=2)
     assert "at least 3 characters" in result.text
+    long_title = "A title longer than the fifty characters Label Studio takes"
+    result = run(server, ["labelstudio", "setup", str(pool_dir), "-t", long_title, "-l", "a", "-b", "3"], expect=2)
+    assert "at most 50" in result.text and result.elapsed < 20          # refused before the embedding
     result = run(server, ["labelstudio", "setup", str(pool_dir / "nope"), "-t", "Nope", "-l", "a", "-b", "3"],
                  expect=2)
     assert "does not exist" in result.text

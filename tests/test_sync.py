@@ -388,6 +388,13 @@ def test_local_files_outside_the_root_are_refused_before_anything_is_written(ds,
     assert not ls.find_project(conn, title)
 
 
+def test_an_overlong_title_is_refused_before_anything_is_written(ds, conn):
+    before = env.snapshot(ds)
+    with pytest.raises(InputError, match="at most 50"):
+        _push(ds, conn, 3, title="x" * 51)
+    assert env.snapshot(ds) == before
+
+
 def test_pull_refuses_a_project_never_pushed_and_an_unknown_task_field(ds, conn):
     never = ls.create_project(conn, _title(), ls.label_config(",".join(GROUPS)))
     with pytest.raises(InputError, match="has not been pushed to Label Studio project"):

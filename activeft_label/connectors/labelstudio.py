@@ -72,7 +72,7 @@ __all__ = [
     "connect", "get_project", "find_project", "pull_tasks", "image_field", "embed_tasks", "pull_project",
     "push_view", "push_project", "ensure_priority_view", "label_config", "create_project", "upload_images",
     "prioritize", "setup_project", "parse_labels", "project_url", "stable_id", "open_project", "push_images",
-    "has_label_config", "check_images_option",
+    "has_label_config", "check_images_option", "check_title", "TITLE_LENGTH",
     "label_controls", "TaskAnnotation", "export_tasks", "read_annotations", "SUPPORTED_CONTROLS",
 ]
 
@@ -473,10 +473,24 @@ def label_config(labels, task="classification"):
             f'  <{control} name="label" toName="{IMAGE_FIELD}"{extra}>\n{items}\n  </{control}>\n</View>\n')
 
 
+#: Label Studio's bounds on a project title (PROJECT_TITLE_MIN_LEN / _MAX_LEN of its settings).
+TITLE_LENGTH = (3, 50)
+
+
+def check_title(title):
+    """Raise :class:`InputError` for a project title Label Studio would refuse (only after the embedding)."""
+    low, high = TITLE_LENGTH
+    if not isinstance(title, str) or len(title.strip()) < low:
+        raise InputError(f"project title {title!r} is too short; Label Studio needs at least {low} characters "
+                         f"(--title)")
+    if len(title) > high:
+        raise InputError(f"project title {title[:20]!r}... has {len(title)} characters; Label Studio takes at most "
+                         f"{high} (--title)")
+
+
 def create_project(conn, title, config, description=""):
     """Create a project on "Sequential sampling"; returns it as a dict."""
-    if len(title.strip()) < 3:
-        raise InputError(f"project title {title!r} is too short; Label Studio needs at least 3 characters")
+    check_title(title)
     project = _api(conn, f"create project {title!r}", conn.client.projects.create, title=title, label_config=config,
                    description=description, sampling="Sequential sampling", retry=False)
     project = _as_dict(project)
@@ -1379,8 +1393,7 @@ def open_project(conn, title, labels, task="classification", description=""):
     a command can be re-run after a failure); one with another config is an
     :class:`InputError`.  Returns the project as a dict.
     """
-    if len(title.strip()) < 3:
-        raise InputError(f"project title {title!r} is too short; Label Studio needs at least 3 characters")
+    check_title(title)
     config = label_config(labels, task)
     existing = find_project(conn, title)
     if existing:
@@ -1585,7 +1598,9 @@ def prioritize(conn, project_id, budget, *, mode="view", view=None, field=None, 
     _check_budget(parse_budget, budget, len(tasks), len(tasks) - unlabeled, project["id"])
     name = image_field(project.get("label_config"), tasks, field)
     if mode == "project":
-        target_title = title or f"{project['title']} - ActiveFT"
+        suffix = " - ActiveFT"
+        target_title = title or f"{project['title'][:TITLE_LENGTH[1] - len(suffix)]}{suffix}"
+        check_title(target_title)
         target = _reusable_copy_target(conn, project, target_title, tasks if view is None else None)
     pool = embed_tasks(conn, project, tasks, name, progress=progress, **(embed_options or {}))
     _check_budget(parse_budget, budget, len(pool), pool.labeled.size, project["id"], skipped=len(pool.skipped))
