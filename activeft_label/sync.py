@@ -54,7 +54,8 @@ class PushResult:
     selection run of this round), ``reused`` (the run existed and was reused
     instead of selecting again), ``selected`` (samples of this round),
     ``queued`` (samples of every round in the project's queue), ``created`` /
-    ``updated`` / ``unchanged`` tasks, ``uploaded`` images, ``recreated``
+    ``updated`` / ``unchanged`` tasks, ``cleared`` (tasks of earlier
+    selections, not in this queue, whose rank was removed), ``uploaded`` images, ``recreated``
     (samples whose earlier task was gone and got a new one),
     ``missing_samples`` (ids of the selection no longer in the dataset),
     ``url`` (the priority view), ``warnings``, ``elapsed`` (s),
@@ -71,6 +72,7 @@ class PushResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    cleared: int = 0
     uploaded: int = 0
     recreated: int = 0
     missing_samples: list = field(default_factory=list)
@@ -84,6 +86,7 @@ class PushResult:
         lines = [f"Round {self.round}: {how} {self.run_name!r} ({self.selected} samples); "
                  f"{self.queued} samples queued in Label Studio project {self.project_id} ({self.project_title}).",
                  f"Tasks: {self.created} created, {self.updated} updated, {self.unchanged} unchanged"
+                 + (f", {self.cleared} no longer in the queue (rank removed)" if self.cleared else "")
                  + (f", {self.uploaded} images uploaded" if self.uploaded else "") + "."]
         if self.recreated:
             lines.append(f"{self.recreated} task(s) had been deleted in Label Studio and were created again.")
@@ -414,7 +417,8 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
     return PushResult(
         project_id=int(project["id"]), project_title=project.get("title", title), round=round_number, run_name=name,
         reused=reused, selected=this_round["count"], queued=len(entries), created=report.created,
-        updated=report.updated, unchanged=report.unchanged, uploaded=report.uploaded, recreated=recreated,
+        updated=report.updated, unchanged=report.unchanged, cleared=report.cleared, uploaded=report.uploaded,
+        recreated=recreated,
         missing_samples=missing, url=report.url, warnings=list(report.warnings),
         elapsed=time.perf_counter() - started, selection=summary)
 

@@ -126,6 +126,7 @@ class PushToLabelStudio(foo.Operator):
                            f"({result.created} new tasks)", variant="success")
         return {"project_id": result.project_id, "round": result.round, "run_name": result.run_name,
                 "selected": result.selected, "queued": result.queued, "created": result.created,
+                "cleared": result.cleared,
                 "reused": result.reused, "url": result.url, "missing_samples": len(result.missing_samples),
                 "message": result.describe()}
 

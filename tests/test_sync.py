@@ -569,6 +569,8 @@ def test_app_push_form_offers_reselect_and_reselecting_replaces_the_round(ds, co
     assert [rank_of[sid] for sid in after] == list(range(1, 9))
     dropped = before - set(after)
     assert all(rank_of[sid] is None for sid in dropped)             # no two tasks share a rank
+    assert redone.result["cleared"] == len(dropped) > 0
+    assert f"{len(dropped)} no longer in the queue" in redone.result["message"]
     assert len(rank_of) == len(before | set(after))                 # nothing duplicated
 
 
