@@ -423,6 +423,9 @@ def test_missing_url_or_key(server):
     assert "--url" in result.text
     result = run(server, ["labelstudio", "select", "-p", "1", "-b", "3"], key=None, expect=2)
     assert "--api-key" in result.text
+    for url, message in (("localhost:8080", "must start with http:// or https://"), ("http://", "names no host")):
+        result = run(server, ["labelstudio", "select", "-p", "1", "-b", "3"], expect=2, env={"LABEL_STUDIO_URL": url})
+        assert message in result.text
 
 
 def test_unknown_project(server):

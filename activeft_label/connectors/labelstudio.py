@@ -214,9 +214,12 @@ def connect(url=None, api_key=None, *, timeout=60.0, connect_timeout=5.0, retrie
     if not url:
         raise InputError("no Label Studio URL given; pass --url (e.g. http://localhost:8080) or set LABEL_STUDIO_URL")
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https"):
         raise InputError(f"Label Studio URL {url!r} must start with http:// or https://, "
                          f"e.g. http://localhost:8080")
+    if not parts.netloc:
+        raise InputError(f"Label Studio URL {url!r} names no host; give the server's address, e.g. "
+                         f"http://localhost:8080")
     url = url.rstrip("/")
     if not api_key:
         raise InputError(f"no Label Studio API key given; {_TOKEN_HELP}")
