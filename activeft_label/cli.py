@@ -187,7 +187,7 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, cent
     result = run_selection(pool.features, budget, method, fixed=fixed, loss=loss, temperature=temperature, lr=lr,
                            iterations=iterations, seed=seed, device=device, progress=not quiet, center=center,
                            **extra)
-    if plot:  # before the selection file: a failure leaves neither
+    if plot:  # first: a plot that fails leaves no selection file behind
         plot_selection(pool.features, result, plot, projection=projection)
     write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
 
