@@ -56,8 +56,8 @@ from .errors import InputError  # noqa: E402
 @click.option("--rank-field", default="activeft_rank", show_default=True, metavar="FIELD",
               help="Integer field with each selected sample's rank (1 = annotate first).")
 @click.option("--run-name", default="activeft", show_default=True, metavar="NAME",
-              help="Run key recorded on the dataset and name of the saved view. Running again with the same name "
-                   "replaces that run's tags and ranks.")
+              help="Run key recorded on the dataset and name of the saved view: a letter, then letters, digits "
+                   "and underscores. Running again with the same name replaces that run's tags and ranks.")
 @click.option("--exclude-labeled", multiple=True, metavar="FIELD|tag:NAME",
               help="Samples that have a value in FIELD (or carry tag NAME) count as already labeled: they are never "
                    "selected and the new picks cover what they do not. Repeatable.")
