@@ -9,21 +9,25 @@ from .errors import InputError
 
 def _load_labels(path, expected, what):
     """Labels from .npy (one array), .npz (its 'labels' array) or a UTF-8 text file (one label per line)."""
+    from .sources import numpy_read_errors
+
     fix = "give a .npy array, a .npz with 'labels', or a text file with one label per line"
-    try:
-        if str(path).endswith((".npy", ".npz")):
+    if str(path).endswith((".npy", ".npz")):
+        with numpy_read_errors(lambda reason: f"{what} {path!r} could not be read ({reason}); {fix}"):
             labels = np.load(path, allow_pickle=False)
             if str(path).endswith(".npz"):
-                arrays = dict(labels)
-                labels = arrays.get("labels")
-        else:
+                with labels as archive:
+                    if "labels" not in archive.files:
+                        raise InputError(f"{what} {path!r} has no 'labels' array (it has "
+                                         f"{', '.join(archive.files) or 'none'}); {fix}")
+                    labels = archive["labels"]
+    else:
+        try:
             with open(path, encoding="utf-8") as handle:
                 labels = np.array([line.strip() for line in handle if line.strip()])
-    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
-        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc).split("\n")[0]
-        raise InputError(f"{what} {path!r} could not be read ({reason}); {fix}") from None
-    if labels is None:
-        raise InputError(f"{what} {path!r} has no 'labels' array (it has {', '.join(arrays) or 'none'}); {fix}")
+        except (UnicodeDecodeError, OSError) as exc:
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise InputError(f"{what} {path!r} could not be read ({reason}); {fix}") from None
     if labels.ndim != 1 or labels.shape[0] != expected:
         raise InputError(f"{what} {path!r} has {labels.shape[0] if labels.ndim else 0} labels for {expected} "
                          f"feature rows; give one label per row")

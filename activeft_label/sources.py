@@ -9,6 +9,7 @@ Everything the user can get wrong raises :class:`~activeft_label.errors.InputErr
 with a message that says what was expected.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -173,7 +174,7 @@ def load_features(path):
         raise InputError(f"features file {path} is a folder; expected a .npy or .npz file")
 
     ids = None
-    try:
+    with numpy_read_errors(lambda reason: f"cannot read features from {path}: {reason}"):
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
             if not isinstance(array, np.ndarray):
@@ -192,14 +193,6 @@ def load_features(path):
                 array = archive["features"]
                 if "ids" in names:
                     ids = archive["ids"]
-    except InputError:
-        raise
-    except ValueError as exc:
-        raise InputError(f"cannot read features from {path}: {exc} (object arrays are not loaded)") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read features from {path}: {exc}") from None
-    except Exception as exc:  # zipfile.BadZipFile, corrupt headers, ...
-        raise InputError(f"cannot read features from {path}: {type(exc).__name__}: {exc}") from None
 
     features = _as_matrix(array, path)
     n = features.shape[0]
@@ -208,6 +201,24 @@ def load_features(path):
     else:
         id_list = _as_ids(ids, n, path)
     return features, id_list
+
+
+@contextlib.contextmanager
+def numpy_read_errors(message):
+    """Turn what ``np.load`` (and reading an ``.npz``'s arrays) raises into :class:`InputError`.
+
+    ``message(reason)`` words the error; an :class:`InputError` raised inside passes through unchanged.
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as exc:
+        raise InputError(message(f"{exc} (object arrays are not loaded)")) from None
+    except (OSError, EOFError) as exc:
+        raise InputError(message(str(exc))) from None
+    except Exception as exc:  # zipfile.BadZipFile, corrupt headers, ...
+        raise InputError(message(f"{type(exc).__name__}: {exc}")) from None
 
 
 def _as_matrix(array, path):

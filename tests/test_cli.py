@@ -328,6 +328,7 @@ def _labeled_pool(tmp_path, n=60):
 @pytest.mark.parametrize("make_labels, message", [
     (lambda p, y: (p / "y.txt").write_bytes(b"\xff\xfe\x00"), "not UTF-8 text"),
     (lambda p, y: np.savez(p / "y.npz", classes=y), "has no 'labels' array (it has classes)"),
+    (lambda p, y: (p / "y.npz").write_bytes(b"PK\x03\x04 not a zip archive"), "could not be read (BadZipFile"),
     (lambda p, y: (p / "y.npy").write_text("1\n2\n"), "could not be read"),
     (lambda p, y: np.save(p / "y.npy", y + 0.5), "fractional numbers"),
     (lambda p, y: np.save(p / "y.npy", np.where(np.arange(y.size) == 3, np.nan, y)), "NaN"),
