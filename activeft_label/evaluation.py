@@ -15,7 +15,7 @@ import numpy as np
 
 from .budget import parse_budget
 from .errors import InputError
-from .selection import METHODS, check_features, power_of_two_scaled, select
+from .selection import METHODS, check_features, select, unit_rows
 
 
 @dataclass
@@ -35,8 +35,8 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, c=1.0):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    train_x = _unit(train_x)
-    test_x = _unit(test_x)
+    train_x = unit_rows(train_x)
+    test_x = unit_rows(test_x)
     classes = np.unique(train_y)
     if classes.size == 1:
         return float(np.mean(test_y == classes[0]))
@@ -45,11 +45,6 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, c=1.0):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(train_x, train_y)
     return float(np.mean(model.predict(test_x) == test_y))
-
-
-def _unit(x):
-    x = power_of_two_scaled(np.asarray(x, dtype=np.float32))
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def run_trials(features, labels, test_features, test_labels, budgets, methods=METHODS, seeds=(0, 1, 2),

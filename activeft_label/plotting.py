@@ -7,7 +7,7 @@ import numpy as np
 
 from .errors import InputError
 from .output import write_atomic
-from .selection import power_of_two_scaled
+from .selection import unit_rows
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 PROJECTIONS = ("pca", "tsne")
@@ -42,8 +42,7 @@ def plot_selection(features, result, path, *, projection="pca", labels=None, tit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = power_of_two_scaled(np.asarray(features, dtype=np.float32))
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    x = unit_rows(features)
     rng = np.random.default_rng(seed)
     chosen = result.ranked_indices
     shown = np.arange(x.shape[0])

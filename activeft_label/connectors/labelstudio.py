@@ -1381,12 +1381,17 @@ def check_images_option(paths, images, document_root):
     if not os.path.isdir(document_root):
         raise InputError(f"--document-root {document_root} is not a folder on this machine; give the folder the "
                          f"server serves local files from (its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
-    root = os.path.realpath(document_root)
-    outside = [p for p in paths if os.path.commonpath([root, os.path.realpath(p)]) != root]
+    outside = _outside_root(paths, document_root)
     if outside:
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
         raise InputError(f"{outside[0]}{more} is not under the local-files document root {document_root}; put the "
                          f"images under it, or use --images upload")
+
+
+def _outside_root(paths, document_root):
+    """The ``paths`` that do not lie under ``document_root`` (symbolic links resolved)."""
+    root = os.path.realpath(document_root)
+    return [p for p in paths if os.path.commonpath([root, os.path.realpath(p)]) != root]
 
 
 def open_project(conn, title, labels, task="classification", description=""):
@@ -1453,10 +1458,8 @@ def push_images(conn, project_id, entries, *, images="auto", document_root=None,
     automatic = images == "auto"
     if images == "auto":
         images = "upload"
-        if document_root:
-            root = os.path.realpath(document_root)
-            if all(os.path.commonpath([root, os.path.realpath(e["path"])]) == root for e in entries):
-                images = "local-files"
+        if document_root and not _outside_root([e["path"] for e in entries], document_root):
+            images = "local-files"
 
     listing = _existing_by_id(conn, project_id)
     by_id = listing[0]

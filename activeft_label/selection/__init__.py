@@ -12,11 +12,11 @@ LOSS_FORMS = ("released", "paper")
 DEFAULT_LOSS = "released"
 
 __all__ = ["select", "SelectionResult", "METHODS", "LOSS_FORMS", "DEFAULT_LOSS", "resolve_device",
-           "check_features", "power_of_two_scaled"]
+           "check_features", "unit_rows"]
 
 # The rest needs torch: loaded on first use (PEP 562), so the constants above come without it.
 _LAZY = {"select": ".api", "SelectionResult": ".result", "resolve_device": "._common",
-         "check_features": "._common", "power_of_two_scaled": "._common"}
+         "check_features": "._common", "unit_rows": "._common"}
 
 
 def __getattr__(name):

@@ -110,6 +110,12 @@ def check_features(features):
     return power_of_two_scaled(array)
 
 
+def unit_rows(array):
+    """Rows of a float32 array scaled to unit L2 length in numpy, whatever their magnitude (all-zero rows stay zero)."""
+    x = power_of_two_scaled(np.asarray(array, dtype=np.float32))
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def power_of_two_scaled(array):
     """Each row of a float array times the power of two that brings its largest magnitude into [0.5, 1).
 
