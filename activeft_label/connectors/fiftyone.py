@@ -371,11 +371,16 @@ def embedding_fields(collection):
     for name, fld in collection.get_field_schema().items():
         if name in _RESERVED_FIELDS or name.startswith("_"):
             continue
-        if isinstance(fld, (fo.VectorField, fo.ArrayField)):
-            names.append(name)
-        elif isinstance(fld, fo.ListField) and isinstance(getattr(fld, "field", None), (fo.FloatField, fo.IntField)):
+        if _holds_vectors(fld):
             names.append(name)
     return names
+
+
+def _holds_vectors(fld):
+    """Whether a field can hold embeddings: a vector or array field, or a list of numbers."""
+    if isinstance(fld, (fo.VectorField, fo.ArrayField)):
+        return True
+    return isinstance(fld, fo.ListField) and isinstance(getattr(fld, "field", None), (fo.FloatField, fo.IntField))
 
 
 def label_fields(collection):
@@ -603,9 +608,8 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
             message = _check_writable_field(dataset, store_embeddings, "store_embeddings", "embeddings field",
                                             (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))
             existing_field = dataset.get_field_schema().get(store_embeddings)
-            inner = getattr(existing_field, "field", None)
-            if message is None and isinstance(existing_field, fo.ListField) and not isinstance(
-                    inner, (fo.FloatField, fo.IntField)):
+            if message is None and existing_field is not None and not _holds_vectors(existing_field):
+                inner = getattr(existing_field, "field", None)   # a list field: others failed the type check above
                 kind = type(inner).__name__ if inner is not None else "untyped"
                 message = (f"field {store_embeddings!r} is a list of {kind} values, not of numbers; choose another "
                            f"store_embeddings")
