@@ -602,7 +602,7 @@ def test_transient_failures_are_retried_without_duplicates(server, client, pool_
 
 def test_interrupted_setup_is_completed_by_the_next_run(server, client, expected, monkeypatch):
     pool, result, ranked_ids = expected
-    monkeypatch.setattr(ls, "UPLOAD_BATCH", 5)
+    monkeypatch.setattr(ls.client, "UPLOAD_BATCH", 5)   # read when connecting
     title = "Interrupted setup"
 
     def rule(method, path, count):
