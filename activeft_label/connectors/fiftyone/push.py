@@ -1,0 +1,172 @@
+"""Writing a selection back: tags, ranks, the saved view and the run record."""
+
+import json
+
+import fiftyone as fo
+import numpy as np
+
+from ... import __version__
+from ...errors import InputError
+from .checks import _check_writable_field, _runs_of, preview
+from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
+from .results import SelectionSummary
+from .target import _root
+
+
+def get_run(dataset, run_name=DEFAULT_RUN_NAME):
+    """The record of an activeft run: its config (dict) plus ``sample_ids`` (rank order) and ``timestamp``.
+
+    Returns None when the dataset has no activeft run of that name.
+    """
+    runs = _runs_of(dataset)
+    if run_name not in runs:
+        return None
+    record = dict(runs[run_name])
+    record["timestamp"] = str(dataset.get_run_info(run_name).timestamp)
+    record.update(_run_results(dataset, run_name))
+    return record
+
+
+def list_runs(dataset):
+    """Names of the activeft runs recorded on ``dataset``."""
+    return sorted(_runs_of(dataset))
+
+
+def _run_results(dataset, key):
+    try:
+        results = dataset.load_run_results(key, cache=False, load_view=False)
+    except Exception:
+        return {}
+    if results is None:
+        return {}
+    out = {}
+    for name in ("sample_ids", "ranks", "cluster_sizes", "tagged_ids", "fixed_ids"):
+        value = getattr(results, name, None)
+        if value is not None:
+            out[name] = list(value)
+    return out
+
+
+def _json_ready(value):
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD, run_name=DEFAULT_RUN_NAME,
+         budget=None, extra=None, rank_offset=0):
+    """Write a selection back to the dataset.
+
+    Parameters
+    ----------
+    collection : Dataset or DatasetView
+        The target the pool was pulled from (the run is recorded on it).
+    pool : FiftyOnePool
+    result : SelectionResult
+        What :func:`activeft_label.select` returned for ``pool.features``.
+    tag : str, default="activeft"
+        Tag added to the selected samples.
+    rank_field : str, default="activeft_rank"
+        Integer field; 1 = annotate first.  Unset on the samples this run
+        ranked before and that are not selected any more.
+    run_name : str, default="activeft"
+        Run key on the dataset and name of the saved view.
+    budget : int or str, optional
+        The budget as the user gave it (recorded).
+    extra : dict, optional
+        More JSON-ready facts to record in the run config.
+    rank_offset : int, default=0
+        Ranks start at ``rank_offset + 1`` (a later round queued after the
+        samples of earlier rounds).
+
+    Returns
+    -------
+    SelectionSummary
+    """
+    dataset = _root(collection)
+    rank_offset = int(rank_offset)
+    report = preview(collection, budget=1, tag=tag, rank_field=rank_field, run_name=run_name)
+    report.problems.pop("budget", None)
+    report.problems.pop("view_target", None)
+    report.raise_first()
+    order = np.argsort(result.ranks, kind="stable")
+    selected_rows = np.asarray(result.indices)[order]
+    selected = [pool.sample_ids[int(i)] for i in selected_rows]
+    ranks = {sid: rank for rank, sid in enumerate(selected, start=rank_offset + 1)}
+    fixed_ids = {pool.sample_ids[int(i)] for i in pool.fixed}
+
+    previous = get_run(dataset, run_name) or {}
+    other_runs = {key: cfg for key, cfg in _runs_of(dataset).items() if key != run_name}
+    keep_tag, keep_rank = set(), set()
+    for key, cfg in other_runs.items():
+        ids = set(_run_results(dataset, key).get("sample_ids", []))
+        if cfg.get("tag") == previous.get("tag"):
+            keep_tag |= ids
+        if cfg.get("rank_field") == previous.get("rank_field"):
+            keep_rank |= ids
+
+    now_selected = set(selected)
+    prev_tagged = set(previous.get("tagged_ids", []))
+    prev_ranked = set(previous.get("sample_ids", []))
+    untag = sorted(prev_tagged - (now_selected if previous.get("tag") == tag else set()) - keep_tag - fixed_ids)
+    untag = sorted(dataset.select(untag).values("id")) if untag else []      # samples deleted since drop out
+    unrank = sorted(prev_ranked - (now_selected if previous.get("rank_field") == rank_field else set())
+                    - keep_rank - fixed_ids)
+
+    # Which selected samples get the tag from this run (and so may lose it on a later re-run).
+    has_tag = dict(zip(*dataset.select(selected).values(["id", "tags"]))) if selected else {}
+    still_ours = prev_tagged if previous.get("tag") == tag else set()
+    tagged_ids = [sid for sid in selected if tag not in (has_tag.get(sid) or []) or sid in still_ours]
+
+    # Writes (everything above only read).
+    if untag and previous.get("tag"):
+        dataset.select(untag).untag_samples(previous["tag"])
+    if unrank and previous.get("rank_field") in dataset.get_field_schema():
+        dataset.set_values(previous["rank_field"], {sid: None for sid in unrank}, key_field="id")
+    if selected:
+        dataset.select(selected).tag_samples(tag)
+    if rank_field not in dataset.get_field_schema():
+        dataset.add_sample_field(rank_field, fo.IntField, description="activeft annotation priority (1 = first)")
+    dataset.set_values(rank_field, ranks, key_field="id")
+
+    view = dataset.select(selected, ordered=True)
+    description = (f"activeft: {len(selected)} samples to annotate, rank 1 first (tag {tag!r}, field "
+                   f"{rank_field!r}, run {run_name!r})")
+    dataset.save_view(run_name, view, description=description, overwrite=True)
+
+    params = dict(result.params)
+    config = {
+        RUN_MARKER: __version__, "method": result.method, "budget": len(selected),
+        "budget_spec": budget if budget is not None else len(selected), "tag": tag, "rank_field": rank_field,
+        "saved_view": run_name, "target_size": int(pool.target_size), "pool_size": len(pool),
+        "fixed": int(len(fixed_ids)), "skipped": len(pool.skipped), "embeddings": pool.embeddings,
+        "embeddings_field": pool.embeddings_field, "model": pool.model, "weights": pool.weights,
+        "coverage": float(result.coverage), "params": params, "elapsed_s": round(float(result.elapsed), 3),
+        "rank_offset": rank_offset,
+    }
+    config.update(extra or {})
+    config = _json_ready(config)
+    method = config.pop("method")
+    run_config = collection.init_run(method=method, **config)
+    collection.register_run(run_name, run_config, overwrite=True, cleanup=False)
+    results = collection.init_run_results(
+        run_name, sample_ids=selected, ranks=list(range(rank_offset + 1, rank_offset + len(selected) + 1)),
+        cluster_sizes=[int(s) for s in np.asarray(result.cluster_sizes)[order]], tagged_ids=tagged_ids,
+        fixed_ids=sorted(fixed_ids))
+    collection.save_run_results(run_name, results, overwrite=True, cache=False)
+
+    return SelectionSummary(
+        dataset=dataset.name, run_name=run_name, saved_view=run_name, sample_ids=selected, tag=tag,
+        rank_field=rank_field, target_size=int(pool.target_size), fixed_count=len(fixed_ids),
+        skipped=list(pool.skipped), coverage=float(result.coverage), method=result.method, params=params,
+        elapsed=float(result.elapsed), untagged=len(untag), untagged_tag=previous.get("tag") or "",
+        embeddings=pool.embeddings, result=result)
+
+
+def write_embeddings(collection, pool, field_name):
+    """Store the pool's computed embeddings in ``field_name`` (a vector field) of the dataset."""
+    dataset = _root(collection)
+    runs = _runs_of(dataset)
+    message = _check_writable_field(dataset, field_name, "store_embeddings", "embeddings field",
+                                    (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))
+    if message:
+        raise InputError(message)
+    dataset.set_values(field_name, {sid: pool.features[i] for i, sid in enumerate(pool.sample_ids)}, key_field="id")
