@@ -302,7 +302,7 @@ def test_offline_download_fails_fast_without_hub_offline(monkeypatch):
     import huggingface_hub.constants as hub_constants
     import open_clip  # noqa: F401
 
-    from activeft_label.embeddings import _reachable
+    from activeft_label.embeddings.encoders import _reachable
 
     if _reachable(hub_constants.ENDPOINT):
         pytest.skip("the Hugging Face Hub is reachable from here; this test would download weights")
@@ -336,7 +336,7 @@ def test_unknown_tag_and_missing_path():
 
 
 def test_image_modes_are_converted_sensibly(tmp_path):
-    from activeft_label.embeddings import _open_rgb
+    from activeft_label.embeddings.images import _open_rgb
 
     # 16-bit grayscale keeps its range (PIL's own conversion would clip it to white)
     ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)

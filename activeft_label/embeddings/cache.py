@@ -1,0 +1,94 @@
+"""The on-disk embedding cache: one SQLite row per image, keyed by model, weights, path, size and mtime."""
+
+import os
+import sqlite3
+import warnings
+
+import numpy as np
+
+#: Name of the cache table; bump the suffix when preprocessing changes so old rows are not reused.
+_CACHE_TABLE = "embeddings_v1"
+_CACHE_FILE = "embeddings.sqlite3"
+
+
+def default_cache_dir():
+    """``$ACTIVEFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/activeft-label``, else ``~/.cache/activeft-label``."""
+    env = os.environ.get("ACTIVEFT_CACHE_DIR")
+    if env:
+        return os.path.expanduser(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "activeft-label")
+
+
+class _Cache:
+    def __init__(self, directory, model, weights):
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, _CACHE_FILE)
+        self.model = model
+        self.weights = weights
+        self.con = sqlite3.connect(self.path, timeout=60)
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {_CACHE_TABLE} ("
+            "model TEXT NOT NULL, weights TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, "
+            "PRIMARY KEY (model, weights, path))"
+        )
+        self.con.commit()
+
+    def lookup(self, keys):
+        """``keys``: list of (position, path_bytes, size, mtime_ns). Returns {position: float32 vector}."""
+        con = self.con
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (pos INTEGER PRIMARY KEY, path BLOB, size INTEGER, "
+                    "mtime_ns INTEGER)")
+        con.execute("DELETE FROM wanted")
+        con.executemany("INSERT INTO wanted VALUES (?, ?, ?, ?)", keys)
+        rows = con.execute(
+            f"SELECT w.pos, e.dim, e.vector FROM wanted AS w JOIN {_CACHE_TABLE} AS e "
+            "ON e.model = ? AND e.weights = ? AND e.path = w.path AND e.size = w.size AND e.mtime_ns = w.mtime_ns",
+            (self.model, self.weights),
+        )
+        found = {}
+        failed = {}
+        for pos, dim, blob in rows:
+            if dim > 0 and len(blob) == 4 * dim:
+                found[pos] = np.frombuffer(blob, dtype="<f4")
+            elif dim == 0:  # a remembered failure; the blob holds the reason
+                failed[pos] = bytes(blob).decode("utf-8", "replace")
+        con.execute("DELETE FROM wanted")
+        con.commit()
+        return found, failed
+
+    def store(self, rows):
+        """``rows``: list of (path_bytes, size, mtime_ns, vector or reason string); committed at once."""
+        values = []
+        for p, s, m, v in rows:
+            if isinstance(v, str):
+                values.append((self.model, self.weights, p, s, m, 0, v.encode("utf-8")))
+            else:
+                values.append((self.model, self.weights, p, s, m, int(v.shape[0]),
+                               np.asarray(v, dtype="<f4").tobytes()))
+        self.con.executemany(
+            f"INSERT OR REPLACE INTO {_CACHE_TABLE} (model, weights, path, size, mtime_ns, dim, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        self.con.commit()
+
+    def close(self):
+        try:
+            self.con.close()
+        except sqlite3.Error:
+            pass
+
+
+def _open_cache(cache_dir, model, weights):
+    if cache_dir is False:
+        return None
+    directory = default_cache_dir() if cache_dir is None or cache_dir is True else os.path.expanduser(
+        os.fspath(cache_dir))
+    try:
+        return _Cache(directory, model, weights)
+    except (OSError, sqlite3.Error) as exc:
+        warnings.warn(f"embedding cache in {directory} cannot be used ({exc}); embedding without a cache",
+                      RuntimeWarning, stacklevel=3)
+        return None

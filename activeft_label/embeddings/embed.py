@@ -1,0 +1,209 @@
+"""Embedding image files: cached rows first, the rest through the encoder in batches."""
+
+import os
+import sqlite3
+import sys
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import ActiveFTError, InputError
+from .cache import _open_cache
+from .encoders import Encoder, _load
+from .images import _collate, _failure_reason, _ImageDataset
+from .names import DEFAULT_MODEL, _resolve
+
+#: Below this many images to embed, loading runs in the main process (workers cost more than they save).
+_MIN_IMAGES_FOR_WORKERS = 64
+
+
+@dataclass
+class EmbeddingResult:
+    """What :func:`embed_images` returns.
+
+    ``features`` (K×dim float32) holds one row per image that could be
+    embedded; ``kept`` (K ints, ascending) gives each row's position in the
+    input ``paths``; ``skipped`` lists ``(path, reason)`` for the images that
+    could not be read, in input order; ``cached`` counts the rows that came
+    from the cache; ``model`` and ``weights`` identify the encoder.
+    """
+
+    features: np.ndarray
+    kept: np.ndarray
+    skipped: list = field(default_factory=list)
+    cached: int = 0
+    model: str = ""
+    weights: str = ""
+
+    @property
+    def embedded(self):
+        """How many rows were computed in this call (not taken from the cache)."""
+        return int(self.features.shape[0]) - int(self.cached)
+
+
+def _default_workers(n_images):
+    if n_images < _MIN_IMAGES_FOR_WORKERS:
+        return 0
+    return max(0, min(4, os.cpu_count() or 1))
+
+
+def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, num_workers=None, device="auto",
+                 cache_dir=None, progress=True):
+    """Embed image files; return an :class:`EmbeddingResult`.
+
+    ``paths``: image file paths (str or path-like).  ``model``/``pretrained``:
+    see :func:`load_encoder`; ``model`` may also be an already loaded
+    :class:`Encoder` (then ``pretrained`` must be None).  ``num_workers``:
+    DataLoader workers (default ``min(4, cpu_count)``, 0 below 64 images to
+    embed).  ``cache_dir``: folder of the embedding cache (default
+    :func:`default_cache_dir`), ``False`` to disable it.  ``progress``: show a
+    progress bar on stderr.
+
+    Missing, unreadable, corrupt and truncated images never stop the run:
+    they are listed in ``result.skipped`` with a reason.  The encoder is only
+    loaded when some image is not in the cache.
+    """
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise InputError("paths must be a list of image paths, not a single path; use list_images(source) first")
+    paths = list(paths)
+    if not paths:
+        raise InputError("no image paths given to embed")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch size must be a positive whole number, got {batch_size!r}")
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+        raise InputError(f"num_workers must be a whole number >= 0, got {num_workers!r}")
+
+    encoder = None
+    if isinstance(model, Encoder):
+        if pretrained is not None:
+            raise InputError("pretrained must be None when model is an already loaded Encoder")
+        encoder = model
+        name, weights = encoder.name, encoder.weights
+        spec = None
+    else:
+        spec = _resolve(model, pretrained)
+        name, weights = spec.name, spec.weights
+
+    display = []
+    skipped = {}
+    keys = []  # (position, abs path bytes, size, mtime_ns, path for reading)
+    for position, raw in enumerate(paths):
+        try:
+            path = os.fspath(raw)
+        except TypeError:
+            display.append(repr(raw))
+            skipped[position] = f"not a path ({type(raw).__name__})"
+            continue
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        display.append(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            skipped[position] = "file not found"
+            continue
+        except OSError as exc:
+            skipped[position] = _failure_reason(exc)[0]
+            continue
+        if os.path.isdir(path):
+            skipped[position] = "is a folder, not an image file"
+            continue
+        keys.append((position, os.fsencode(os.path.abspath(path)), st.st_size, st.st_mtime_ns, path))
+
+    cache = _open_cache(cache_dir, name, weights) if keys else None
+    rows = {}  # position -> float32 vector
+    failed = {}  # position -> reason remembered from an earlier run
+    try:
+        if cache is not None:
+            try:
+                rows, failed = cache.lookup([(p, b, s, m) for p, b, s, m, _ in keys])
+            except sqlite3.Error as exc:
+                warnings.warn(f"embedding cache {cache.path} cannot be read ({exc}); embedding without it",
+                              RuntimeWarning, stacklevel=2)
+                cache.close()
+                cache, rows, failed = None, {}, {}
+        dims = {v.shape[0] for v in rows.values()}
+        if len(dims) > 1 or (encoder is not None and dims and dims != {encoder.dim}):
+            rows = {}  # inconsistent cache rows: embed everything again
+        for position, reason in failed.items():
+            skipped[position] = reason
+        todo = [k for k in keys if k[0] not in rows and k[0] not in failed]
+        cached = len(rows)
+
+        if todo:
+            if encoder is None:
+                encoder = _load(spec, device)
+            if rows and next(iter(rows.values())).shape[0] != encoder.dim:
+                rows, cached = {}, 0
+                todo = [k for k in keys if k[0] not in failed]
+            rows.update(_run(encoder, todo, skipped, cache, batch_size, num_workers, progress))
+    finally:
+        if cache is not None:
+            cache.close()
+
+    kept = np.array(sorted(rows), dtype=np.int64)
+    if kept.size:
+        features = np.stack([rows[p] for p in kept.tolist()]).astype(np.float32, copy=False)
+    else:
+        features = np.zeros((0, encoder.dim if encoder is not None else 0), dtype=np.float32)
+    features = np.ascontiguousarray(features)
+    skipped_list = [(display[p], skipped[p]) for p in sorted(skipped)]
+    if encoder is not None:
+        weights = encoder.weights
+    return EmbeddingResult(features=features, kept=kept, skipped=skipped_list, cached=cached, model=name,
+                           weights=weights)
+
+
+def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
+    """Embed the images in ``todo``; record failures in ``skipped``; store new rows in ``cache``."""
+    from tqdm import tqdm
+
+    if num_workers is None:
+        num_workers = _default_workers(len(todo))
+    by_position = {k[0]: k for k in todo}
+    dataset = _ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
+        pin_memory=(getattr(encoder.device, "type", "cpu") == "cuda"),
+    )
+    out = {}
+    bar = tqdm(total=len(todo), desc=f"embedding ({encoder.name})", unit="img", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    cache_ok = cache is not None
+    try:
+        for positions, batch, failures in loader:
+            new = []
+            for position, (reason, content) in failures:
+                skipped[position] = reason
+                if content:
+                    _, key, size, mtime_ns, _ = by_position[position]
+                    new.append((key, size, mtime_ns, reason))
+            if batch is not None:
+                vectors = encoder.encode(batch).numpy()
+                if vectors.ndim != 2 or vectors.shape[0] != len(positions):
+                    raise ActiveFTError(
+                        f"encoder {encoder.name} returned shape {tuple(vectors.shape)} for a batch of "
+                        f"{len(positions)} images"
+                    )
+                encoder.dim = int(vectors.shape[1])  # what the model really gives
+                for position, vector in zip(positions, vectors):
+                    vector = np.array(vector, dtype=np.float32)
+                    if not np.all(np.isfinite(vector)):
+                        skipped[position] = "the encoder produced NaN or infinite values"
+                        continue
+                    out[position] = vector
+                    _, key, size, mtime_ns, _ = by_position[position]
+                    new.append((key, size, mtime_ns, vector))
+            if cache_ok and new:
+                try:
+                    cache.store(new)
+                except sqlite3.Error as exc:
+                    warnings.warn(f"embedding cache {cache.path} cannot be written ({exc}); "
+                                  f"continuing without it", RuntimeWarning, stacklevel=3)
+                    cache_ok = False
+            bar.update(len(positions) + len(failures))
+    finally:
+        bar.close()
+    return out
