@@ -9,7 +9,9 @@ Hyper-parameters are chosen on a validation split carved from the pool (10%, nev
 logistic regression's C, and ActiveFT's τ among a few values (each loss form separately). The choices and
 their validation scores are written into the report.
 
-    python bench/fashion_features.py && python bench/selection_quality.py
+    python bench/fashion_features.py && python bench/selection_quality.py       # 9,000-image pool
+    python bench/fashion_features.py --pool 60000 --test 10000 --image-size 112          # whole train split:
+    python bench/selection_quality.py --features bench/.cache/fashion_mnist_60000_10000_112px.npz
     python bench/selection_quality.py --quick     # a tiny end-to-end run of the harness
 """
 
