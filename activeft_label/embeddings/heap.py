@@ -1,0 +1,58 @@
+"""Keep a CPU encoder's large activations in the heap while it runs (glibc only).
+
+glibc serves every allocation above its mmap threshold (at most 32 MiB) with a
+fresh ``mmap`` and gives it back with ``munmap`` when freed, and it trims the
+heap whenever more than its trim threshold is free at the top.  A CNN forward
+pass on a batch allocates and frees activations of tens of MiB per layer, so
+on the CPU every batch paid for page faults on freshly mapped memory: with
+EfficientNet-Lite0 at batch 32 the kernel's share (system time) was larger
+than the model's own (user time), and embedding ran 3× slower than with both
+thresholds raised, for 0.27 GiB less peak memory (``bench/RESULTS.md``,
+2026-12-01; ``bench/embedding_speed.py``).
+
+:func:`large_blocks_stay_in_heap` raises both thresholds for the duration of
+a block, then sets them to the values glibc's own dynamic rule reaches for
+large blocks (32 MiB, and twice that for trimming) and returns the freed
+memory to the system with ``malloc_trim``.  Elsewhere (other C libraries,
+other systems) it does nothing.
+"""
+
+import contextlib
+import ctypes
+import ctypes.util
+import platform
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_WHILE_RUNNING = 1 << 30          # bytes: no activation of a batch is that large, so none is mmapped
+_AFTERWARDS = 32 << 20            # glibc's largest dynamic mmap threshold (64-bit); trim threshold twice that
+
+
+def _glibc():
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc
+
+
+@contextlib.contextmanager
+def large_blocks_stay_in_heap(enabled=True):
+    """Within the block, large allocations come from the heap and freed memory stays there (glibc)."""
+    libc = _glibc() if enabled else None
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _WHILE_RUNNING)
+    libc.mallopt(_M_TRIM_THRESHOLD, _WHILE_RUNNING)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, _AFTERWARDS)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _AFTERWARDS)
+        libc.malloc_trim(0)
