@@ -169,6 +169,27 @@ def test_heap_tuning_applies_on_the_cpu_and_changes_no_feature(encoder, image_pa
     np.testing.assert_array_equal(tuned.features, plain.features)
 
 
+def test_heap_blocks_nest_and_unwind_on_errors():
+    """Only the outermost block sets and restores glibc's thresholds; an error inside still unwinds."""
+    import platform
+
+    from activeft_label.embeddings import heap
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the heap tuning applies to glibc only")
+    assert heap._depth == 0
+    with heap.large_blocks_stay_in_heap():
+        assert heap._depth == 1
+        with pytest.raises(RuntimeError):
+            with heap.large_blocks_stay_in_heap():
+                assert heap._depth == 2
+                raise RuntimeError("inner failure")
+        assert heap._depth == 1
+    assert heap._depth == 0
+    with heap.large_blocks_stay_in_heap(enabled=False):
+        assert heap._depth == 0                                  # disabled (a GPU encoder): nothing set
+
+
 def _bad_files(folder):
     folder.mkdir(parents=True, exist_ok=True)
     corrupt = folder / "corrupt.png"

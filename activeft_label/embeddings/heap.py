@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import platform
+import threading
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _WHILE_RUNNING = 1 << 30          # bytes: no activation of a batch is that large, so none is mmapped
@@ -41,18 +42,33 @@ def _glibc():
     return libc
 
 
+_lock = threading.Lock()
+_depth = 0                        # blocks open now: only the outermost one sets and restores the thresholds
+
+
 @contextlib.contextmanager
 def large_blocks_stay_in_heap(enabled=True):
-    """Within the block, large allocations come from the heap and freed memory stays there (glibc)."""
+    """Within the block, large allocations come from the heap and freed memory stays there (glibc).
+
+    Blocks nest: a caller that embeds in several calls (to report progress)
+    opens one around them all, so the heap is not trimmed between calls.
+    """
+    global _depth
     libc = _glibc() if enabled else None
     if libc is None:
         yield
         return
-    libc.mallopt(_M_MMAP_THRESHOLD, _WHILE_RUNNING)
-    libc.mallopt(_M_TRIM_THRESHOLD, _WHILE_RUNNING)
+    with _lock:
+        _depth += 1
+        if _depth == 1:
+            libc.mallopt(_M_MMAP_THRESHOLD, _WHILE_RUNNING)
+            libc.mallopt(_M_TRIM_THRESHOLD, _WHILE_RUNNING)
     try:
         yield
     finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _AFTERWARDS)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _AFTERWARDS)
-        libc.malloc_trim(0)
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                libc.mallopt(_M_MMAP_THRESHOLD, _AFTERWARDS)
+                libc.mallopt(_M_TRIM_THRESHOLD, 2 * _AFTERWARDS)
+                libc.malloc_trim(0)

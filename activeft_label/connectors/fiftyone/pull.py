@@ -68,6 +68,7 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
                             embeddings=f"field {embeddings_field!r}", embeddings_field=embeddings_field)
 
     from ...embeddings import DEFAULT_MODEL, embed_images, load_encoder
+    from ...embeddings.heap import large_blocks_stay_in_heap
 
     model = model or DEFAULT_MODEL
     ids, paths = collection.values(["id", "filepath"])
@@ -77,17 +78,18 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
         chunk = max(_PROGRESS_CHUNK, math.ceil(n / 50))
         encoder, parts, kept, skipped, cached = None, [], [], [], 0
         name, weights = model, pretrained
-        for start in range(0, n, chunk):
-            report(start / n, f"embedding images ({start} of {n})")
-            part = embed_images(paths[start:start + chunk], model=encoder or model,
-                                pretrained=None if encoder else pretrained, progress=False, **options)
-            if encoder is None and part.embedded > 0 and start + chunk < n:
-                encoder = load_encoder(model, pretrained, device=device)
-            parts.append(part.features)
-            kept.extend((np.asarray(part.kept) + start).tolist())
-            skipped.extend(part.skipped)
-            cached += part.cached
-            name, weights = part.model, part.weights
+        with large_blocks_stay_in_heap():           # one heap setting for all chunks, not one per call
+            for start in range(0, n, chunk):
+                report(start / n, f"embedding images ({start} of {n})")
+                part = embed_images(paths[start:start + chunk], model=encoder or model,
+                                    pretrained=None if encoder else pretrained, progress=False, **options)
+                if encoder is None and part.embedded > 0 and start + chunk < n:
+                    encoder = load_encoder(model, pretrained, device=device)
+                parts.append(part.features)
+                kept.extend((np.asarray(part.kept) + start).tolist())
+                skipped.extend(part.skipped)
+                cached += part.cached
+                name, weights = part.model, part.weights
         report(1.0, f"embedded {n} images")
         dims = {p.shape[1] for p in parts if p.shape[0]}
         features = (np.concatenate([p for p in parts if p.shape[0]]) if dims
