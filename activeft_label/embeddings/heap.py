@@ -20,6 +20,7 @@ other systems) it does nothing.
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import platform
 import threading
 
@@ -28,6 +29,7 @@ _WHILE_RUNNING = 1 << 30          # bytes: no activation of a batch is that larg
 _AFTERWARDS = 32 << 20            # glibc's largest dynamic mmap threshold (64-bit); trim threshold twice that
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
