@@ -7,7 +7,7 @@ pass on a batch allocates and frees activations of tens of MiB per layer, so
 on the CPU every batch paid for page faults on freshly mapped memory: with
 EfficientNet-Lite0 at batch 32 the kernel's share (system time) was larger
 than the model's own (user time), and embedding ran 3× slower than with both
-thresholds raised, for 0.27 GiB less peak memory (``bench/RESULTS.md``,
+thresholds raised, which costs 0.27 GiB more peak memory (``bench/RESULTS.md``,
 2026-12-01; ``bench/embedding_speed.py``).
 
 :func:`large_blocks_stay_in_heap` raises both thresholds for the duration of
@@ -25,7 +25,7 @@ import platform
 import threading
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_WHILE_RUNNING = 1 << 30          # bytes: no activation of a batch is that large, so none is mmapped
+_WHILE_RUNNING = 1 << 30          # bytes: blocks below this come from the heap (a batch's activations do)
 _AFTERWARDS = 32 << 20            # glibc's largest dynamic mmap threshold (64-bit); trim threshold twice that
 
 
