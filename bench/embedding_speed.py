@@ -34,7 +34,6 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 
 def worker(model, variant, folder, checkpoint, batch_size, features_out):
-    import torch
 
     from activeft_label.embeddings import embed, embed_images, load_encoder
 
@@ -52,7 +51,7 @@ def worker(model, variant, folder, checkpoint, batch_size, features_out):
         "images": len(result.kept), "wall": wall,
         "user": sum(a.ru_utime - b.ru_utime for a, b in zip(after, before)),
         "system": sum(a.ru_stime - b.ru_stime for a, b in zip(after, before)),
-        "peak_rss_gib": after[0].ru_maxrss / 1024**2, "threads": torch.get_num_threads(),
+        "peak_rss_gib": after[0].ru_maxrss / 1024**2,
     }))
 
 

@@ -164,19 +164,19 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
     if num_workers is None:
         num_workers = _default_workers(len(todo))
     by_position = {k[0]: k for k in todo}
+    device_type = getattr(encoder.device, "type", "cpu")
     dataset = _ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
-        pin_memory=(getattr(encoder.device, "type", "cpu") == "cuda"),
+        pin_memory=(device_type == "cuda"),
     )
     out = {}
     bar = tqdm(total=len(todo), desc=f"embedding ({encoder.name})", unit="img", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     cache_ok = cache is not None
     # On the CPU, glibc mapped and unmapped each large activation per batch: 3× slower (heap.py).
-    on_cpu = getattr(encoder.device, "type", "cpu") == "cpu"
     try:
-        with large_blocks_stay_in_heap(enabled=on_cpu):
+        with large_blocks_stay_in_heap(enabled=device_type == "cpu"):
             for positions, batch, failures in loader:
                 new = []
                 for position, (reason, content) in failures:
