@@ -34,7 +34,6 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 
 def worker(model, variant, folder, checkpoint, batch_size, features_out):
-
     from activeft_label.embeddings import embed, embed_images, load_encoder
 
     if variant == "off":
