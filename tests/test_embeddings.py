@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from activeft_label.embeddings import (DEFAULT_MODEL, EmbeddingResult, Encoder, embed_images, load_encoder)
+from activeft_label.embeddings.cache import _CACHE_TABLE
 from activeft_label.errors import ActiveFTError, InputError
 
 SIZE = 64
@@ -264,7 +265,7 @@ def test_cache_reuses_and_refreshes(tmp_path, image_paths, _activeft_cache_dir):
 
     # one row per (model, weights, path), vectors stored as float32
     with sqlite3.connect(db) as con:
-        (rows,) = con.execute("SELECT COUNT(*) FROM embeddings_v1").fetchone()
+        (rows,) = con.execute(f"SELECT COUNT(*) FROM {_CACHE_TABLE}").fetchone()
     assert rows == k + 1
 
 
@@ -390,3 +391,62 @@ def test_image_modes_are_converted_sensibly(tmp_path):
     # transparent pixels are shown on white
     Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     assert (np.asarray(_open_rgb(tmp_path / "clear.png")) == 255).all()
+
+
+def _photo_like(width, height, seed=0):
+    """A smooth random image with some edges: JPEG-compressible, not flat."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(height // 50 + 1, width // 50 + 1, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize((width, height), Image.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        draw.ellipse((x, y, x + width // 6, y + height // 6), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return image
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale(tmp_path):
+    from activeft_label.embeddings.images import _open_rgb
+
+    _photo_like(1800, 1200).save(tmp_path / "big.jpg", quality=90)
+    _photo_like(1800, 1200).save(tmp_path / "big.png")
+    _photo_like(400, 300).save(tmp_path / "small.jpg", quality=90)
+    assert _open_rgb(tmp_path / "big.jpg").size == (1800, 1200)
+    # 1/4 is the largest libjpeg reduction that keeps the shorter side at or above 224: 450 × 300
+    assert _open_rgb(tmp_path / "big.jpg", min_side=224).size == (450, 300)
+    assert _open_rgb(tmp_path / "big.jpg", min_side=448).size == (900, 600)
+    assert _open_rgb(tmp_path / "big.png", min_side=224).size == (1800, 1200)     # only JPEG has DCT scaling
+    assert _open_rgb(tmp_path / "small.jpg", min_side=224).size == (400, 300)     # under twice the side: in full
+
+    # the EXIF orientation still applies to the reduced image
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                               # rotate 90° on display
+    _photo_like(1800, 1200).save(tmp_path / "turned.jpg", quality=90, exif=exif)
+    assert _open_rgb(tmp_path / "turned.jpg", min_side=224).size == (300, 450)
+
+
+def test_decode_side_is_twice_the_encoder_input(encoder):
+    from activeft_label.embeddings.images import decode_side
+
+    assert decode_side(encoder.preprocess) == 2 * 224
+    # a preprocess that keeps each image's own size must see the full decode
+    assert decode_side(lambda image: torch.zeros(3, image.size[1], image.size[0])) is None
+    assert decode_side(lambda image: np.zeros((3, 8, 8))) is None                # not a tensor
+    assert decode_side(lambda image: 1 / 0) is None
+
+
+def test_reduced_decoding_keeps_features_of_large_jpegs(tmp_path, encoder):
+    from activeft_label.embeddings.images import _open_rgb
+
+    paths = []
+    for seed in range(4):
+        path = tmp_path / f"photo{seed}.jpg"
+        _photo_like(2000, 1500, seed).save(path, quality=92)
+        paths.append(str(path))
+    reduced = embed_images(paths, encoder, cache_dir=False, progress=False, num_workers=0).features
+    full = encoder.encode(torch.stack([encoder.preprocess(_open_rgb(p)) for p in paths])).numpy()
+    cosine = (_unit(reduced) * _unit(full)).sum(axis=1)
+    assert cosine.min() > 0.99, cosine
+    assert not np.array_equal(reduced, full)       # the reduction did happen (1500 px → 750 px shorter side)
+    # each image's reduced features are still nearest its own full-decode features
+    assert (np.argmax(_unit(reduced) @ _unit(full).T, axis=1) == np.arange(len(paths))).all()

@@ -6,8 +6,9 @@ import warnings
 
 import numpy as np
 
-#: Name of the cache table; bump the suffix when preprocessing changes so old rows are not reused.
-_CACHE_TABLE = "embeddings_v1"
+#: Name of the cache table; bump the suffix when preprocessing changes so old rows are not reused
+#: (v2: large JPEGs are decoded at a reduced scale, images.decode_side).
+_CACHE_TABLE = "embeddings_v2"
 _CACHE_FILE = "embeddings.sqlite3"
 
 

@@ -13,7 +13,7 @@ from ..errors import ActiveFTError, InputError
 from .cache import _open_cache
 from .encoders import Encoder, _load
 from .heap import large_blocks_stay_in_heap
-from .images import _collate, _failure_reason, _ImageDataset
+from .images import _collate, _failure_reason, _ImageDataset, decode_side
 from .names import DEFAULT_MODEL, _resolve
 
 #: Below this many images to embed, loading runs in the main process (workers cost more than they save).
@@ -61,6 +61,11 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
     embed).  ``cache_dir``: folder of the embedding cache (default
     :func:`default_cache_dir`), ``False`` to disable it.  ``progress``: show a
     progress bar on stderr.
+
+    JPEGs at least four times the encoder's input side are decoded at a
+    reduced scale that keeps twice that side (libjpeg's DCT scaling; see
+    :func:`.images.decode_side`): photographs decode several times faster,
+    and the features stay within cosine 0.996 of a full decode.
 
     Missing, unreadable, corrupt and truncated images never stop the run:
     they are listed in ``result.skipped`` with a reason.  The encoder is only
@@ -165,7 +170,8 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
         num_workers = _default_workers(len(todo))
     by_position = {k[0]: k for k in todo}
     device_type = getattr(encoder.device, "type", "cpu")
-    dataset = _ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess)
+    dataset = _ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess,
+                            min_side=decode_side(encoder.preprocess))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
         pin_memory=(device_type == "cuda"),
