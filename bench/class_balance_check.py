@@ -31,22 +31,24 @@ from activeft_label.selection import select  # noqa: E402
 from selection_quality import load_split  # noqa: E402
 
 
-def balanced_pick(labels, count, rng):
-    """``count`` rows, as equal a number per class as ``count`` allows (the remainder to random classes)."""
+def per_class_counts(labels, count, rng):
+    """(classes, how many picks each): as equal as ``count`` allows, the remainder to random classes."""
     classes = np.unique(labels)
     per_class = np.full(classes.size, count // classes.size)
     per_class[rng.choice(classes.size, count % classes.size, replace=False)] += 1
+    return classes, per_class
+
+
+def balanced_pick(labels, count, rng):
+    """``count`` rows drawn at random inside each class, :func:`per_class_counts` of them."""
     return np.concatenate([rng.choice(np.flatnonzero(labels == c), k, replace=False)
-                           for c, k in zip(classes, per_class)])
+                           for c, k in zip(*per_class_counts(labels, count, rng))])
 
 
 def per_class_pick(features, labels, count, rng, method, seed):
-    """Class-balanced counts (as :func:`balanced_pick`), chosen inside each class by ``method``."""
-    classes = np.unique(labels)
-    per_class = np.full(classes.size, count // classes.size)
-    per_class[rng.choice(classes.size, count % classes.size, replace=False)] += 1
+    """:func:`per_class_counts` rows, chosen inside each class by ``method``."""
     picks = []
-    for c, k in zip(classes, per_class):
+    for c, k in zip(*per_class_counts(labels, count, rng)):
         rows = np.flatnonzero(labels == c)
         chosen = select(features[rows], int(k), method=method, seed=seed, device="cpu").indices
         picks.append(rows[np.asarray(chosen)])
