@@ -269,6 +269,31 @@ def test_cache_reuses_and_refreshes(tmp_path, image_paths, _activeft_cache_dir):
     assert rows == k + 1
 
 
+def test_a_superseded_cache_table_is_dropped_and_its_space_given_back(tmp_path, image_paths):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    db = cache / "embeddings.sqlite3"
+    with sqlite3.connect(db) as con:  # what an older release left: rows its preprocessing wrote, ~10 MB
+        con.execute("CREATE TABLE embeddings_v1 (model TEXT, weights TEXT, path BLOB, size INTEGER, "
+                    "mtime_ns INTEGER, dim INTEGER, vector BLOB)")
+        con.executemany("INSERT INTO embeddings_v1 VALUES ('m', 'w', ?, 1, 1, 1280, ?)",
+                        [(f"/old/{i}.png".encode(), bytes(4 * 1280)) for i in range(2000)])
+        con.execute("CREATE TABLE embeddings_notes (text TEXT)")  # not a versioned cache table: kept
+    con.close()
+    before = db.stat().st_size
+    assert before > 10_000_000
+
+    result = embed_images(image_paths[:3], cache_dir=cache, progress=False)
+    assert result.embedded == 3
+    with sqlite3.connect(db) as con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        (rows,) = con.execute(f"SELECT COUNT(*) FROM {_CACHE_TABLE}").fetchone()
+    con.close()
+    assert tables == {_CACHE_TABLE, "embeddings_notes"} and rows == 3
+    assert db.stat().st_size < before / 10
+    assert embed_images(image_paths[:3], cache_dir=cache, progress=False).cached == 3
+
+
 def test_cache_disabled_writes_nothing(image_paths, _activeft_cache_dir):
     result = embed_images(image_paths[:2], cache_dir=False, progress=False)
     assert result.features.shape == (2, 1280)

@@ -35,6 +35,23 @@ class _Cache:
             "PRIMARY KEY (model, weights, path))"
         )
         self.con.commit()
+        self._drop_superseded_tables()
+
+    def _drop_superseded_tables(self):
+        # Rows of an older table can never be read again (their preprocessing differs), and a pool's worth of
+        # them is hundreds of MB: drop them once and give the space back to the file system.
+        old = [name for (name,) in self.con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'embeddings_v[0-9]*' AND name != ?",
+            (_CACHE_TABLE,))]
+        if not old:
+            return
+        for name in old:
+            self.con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        self.con.commit()
+        try:
+            self.con.execute("VACUUM")
+        except sqlite3.OperationalError:  # another process has the file open in a transaction: space is reused
+            pass
 
     def lookup(self, keys):
         """``keys``: list of (position, path_bytes, size, mtime_ns). Returns {position: float32 vector}."""
