@@ -300,7 +300,7 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
     tasks are found by ``activeft_id``, nothing is duplicated.
     """
     started = time.perf_counter()
-    dataset = fo_connector._root(collection)
+    dataset = fo_connector.root_dataset(collection)
     round_number = int(round_number)
     if round_number < 1:
         raise InputError(f"--round must be 1 or more, got {round_number}")
@@ -510,7 +510,7 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
     there is left alone.
     """
     started = time.perf_counter()
-    dataset = fo_connector._root(collection)
+    dataset = fo_connector.root_dataset(collection)
     project = ls_connector.get_project(conn, project_id)
     chosen = _pick_control(project, control)
     label_type = _label_type(chosen)
@@ -578,7 +578,7 @@ def status(collection, conn, project_id, *, label_field=None, task_field=None):
     project; ``task_field`` to the one :func:`push` used.  Returns a list
     of :class:`StatusRow`, the last one the total.
     """
-    dataset = fo_connector._root(collection)
+    dataset = fo_connector.root_dataset(collection)
     project = ls_connector.get_project(conn, project_id)
     record = _project_record(dataset, project["id"])
     if record is None:

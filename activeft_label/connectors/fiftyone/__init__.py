@@ -55,11 +55,12 @@ from .labels import check_label_field, LabelWriteReport, write_labels
 from .pull import pull
 from .push import get_run, list_runs, push, write_embeddings
 from .results import FiftyOnePool, Preview, SelectionSummary
-from .target import _root, embedding_fields, label_fields, resolve_view  # noqa: F401  (sync uses _root)
+from .target import embedding_fields, label_fields, resolve_view, root_dataset
 from .workflow import select_samples
 
 __all__ = [
     "DEFAULT_TAG", "DEFAULT_RANK_FIELD", "DEFAULT_RUN_NAME", "FiftyOnePool", "Preview", "SelectionSummary",
     "resolve_view", "preview", "pull", "push", "write_embeddings", "select_samples", "get_run", "list_runs",
-    "embedding_fields", "label_fields", "LabelWriteReport", "write_labels", "check_label_field", "RUN_MARKER",
+    "embedding_fields", "label_fields", "root_dataset", "LabelWriteReport", "write_labels", "check_label_field",
+    "RUN_MARKER",
 ]

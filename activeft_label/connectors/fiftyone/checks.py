@@ -10,7 +10,7 @@ from ...budget import parse_budget
 from ...errors import InputError
 from .defaults import _RESERVED_FIELDS, _RUN_NAME, DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
 from .results import Preview
-from .target import _holds_vectors, _root, _slug_or_none, embedding_fields, label_fields
+from .target import _holds_vectors, root_dataset, _slug_or_none, embedding_fields, label_fields
 
 
 def _check_target(collection):
@@ -159,7 +159,7 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
     except InputError as exc:
         problems["view_target"] = str(exc)
         return report
-    dataset = _root(collection)
+    dataset = root_dataset(collection)
     report.target_size = n = len(collection)
     if n == 0:
         problems["view_target"] = ("the target view is empty: there is nothing to select from; widen the view or "

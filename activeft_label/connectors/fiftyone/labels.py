@@ -7,7 +7,7 @@ import fiftyone as fo
 from ...errors import InputError
 from .checks import _check_identifier
 from .defaults import _RESERVED_FIELDS
-from .target import _root
+from .target import root_dataset
 
 
 @dataclass
@@ -38,7 +38,7 @@ def _label_content(label):
 
 def check_label_field(collection, field_name, label_type, reserved=()):
     """InputError unless ``field_name`` can hold labels of ``label_type`` (absent, or a field of that type)."""
-    dataset = _root(collection)
+    dataset = root_dataset(collection)
     message = _check_identifier("label field", field_name, "--label-field")
     if message:
         raise InputError(message)
@@ -79,7 +79,7 @@ def write_labels(collection, field_name, labels, *, overwrite=False):
         A label equal in content to the one already there counts as
         ``unchanged`` and is not written again.
     """
-    dataset = _root(collection)
+    dataset = root_dataset(collection)
     report = LabelWriteReport()
     if not labels:
         return report

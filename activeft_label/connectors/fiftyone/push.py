@@ -10,7 +10,7 @@ from ...errors import InputError
 from .checks import _check_writable_field, _runs_of, preview
 from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
 from .results import SelectionSummary
-from .target import _root
+from .target import root_dataset
 
 
 def get_run(dataset, run_name=DEFAULT_RUN_NAME):
@@ -81,7 +81,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     -------
     SelectionSummary
     """
-    dataset = _root(collection)
+    dataset = root_dataset(collection)
     rank_offset = int(rank_offset)
     report = preview(collection, budget=1, tag=tag, rank_field=rank_field, run_name=run_name)
     report.problems.pop("budget", None)
@@ -163,7 +163,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
 
 def write_embeddings(collection, pool, field_name):
     """Store the pool's computed embeddings in ``field_name`` (a vector field) of the dataset."""
-    dataset = _root(collection)
+    dataset = root_dataset(collection)
     runs = _runs_of(dataset)
     message = _check_writable_field(dataset, field_name, "store_embeddings", "embeddings field",
                                     (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))

@@ -109,7 +109,8 @@ def _slug_or_none(name):
         return None
 
 
-def _root(collection):
+def root_dataset(collection):
+    """The dataset a view (or a dataset) belongs to: where runs, saved views and custom info are stored."""
     return collection._root_dataset if hasattr(collection, "_root_dataset") else collection
 
 
