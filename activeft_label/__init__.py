@@ -7,13 +7,22 @@ Public API::
 
     result = select(features, "1%")            # ActiveFT, released loss form
     result.ranked_indices                      # rows to annotate, rank 1 first
+
+The house, imports flowing one way (each layer imports only the ones below it)::
+
+    cli/, app/                 the command line and the FiftyOne App operators (faces)
+    sync/                      FiftyOne <-> Label Studio: the only code that knows both tools
+    connectors/fiftyone/       a dataset or view in, tags, ranks and a saved view out
+    connectors/labelstudio/    a project's tasks in, a prioritized queue out
+    evaluation/, files/        the linear probe and the map; local folders, lists and output files
+    selection/, embeddings/    ActiveFT and the baselines; encoders and the feature cache
+    devices, budget, errors    shared by every layer
 """
 
+from ._version import __version__
 from .budget import parse_budget
 from .errors import ActiveFTError, InputError
 from .selection import METHODS
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from activeft_label.budget import parse_budget  # noqa: E402
-from activeft_label.evaluation import linear_probe_accuracy  # noqa: E402
+from activeft_label.evaluation.probe import linear_probe_accuracy  # noqa: E402
 from activeft_label.selection import select  # noqa: E402
 from selection_quality import load_split  # noqa: E402
 

@@ -134,7 +134,7 @@ def main():
         compare, model, variant, folder, checkpoint, batch_size, workers, features_out = args._worker
         return worker(compare, model, variant, folder, checkpoint, int(batch_size), workers, features_out)
 
-    from activeft_label.demo import demo_images, write_pngs
+    from activeft_label.files.demo import demo_images, write_pngs
     from selection_speed import machine
 
     rows = []

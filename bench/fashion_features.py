@@ -25,7 +25,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from activeft_label.demo import fashion_mnist  # noqa: E402
+from activeft_label.files.demo import fashion_mnist  # noqa: E402
 from activeft_label.embeddings import load_encoder  # noqa: E402
 from activeft_label.embeddings.heap import large_blocks_stay_in_heap  # noqa: E402
 

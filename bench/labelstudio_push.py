@@ -45,7 +45,7 @@ CLASSES = ["top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sn
 
 def write_images(folder, size):
     """``size`` real PNG images under ``folder`` (reused when present); returns their paths."""
-    from activeft_label.demo import demo_images, write_pngs
+    from activeft_label.files.demo import demo_images, write_pngs
 
     images, _, _, source = demo_images(size, seed=0)
     if images.shape[0] < size:  # the digits fallback has 1,797 images: repeat them, flipped, to reach the size
@@ -56,7 +56,7 @@ def write_images(folder, size):
 
 def ranked_pool(paths, folder, seed=0):
     """A Pool and a SelectionResult that ranks every image (a fixed random permutation)."""
-    from activeft_label.pool import Pool
+    from activeft_label.files.pool import Pool
     from activeft_label.selection import SelectionResult
 
     n = len(paths)

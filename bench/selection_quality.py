@@ -26,7 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from activeft_label.evaluation import markdown_table, run_trials, summarize  # noqa: E402
+from activeft_label.evaluation.probe import markdown_table, run_trials, summarize  # noqa: E402
 
 METHODS = ["random", "kmeans", "coreset", "probcover", "typiclust", "activeft"]
 LOSSES = ["paper", "released"]

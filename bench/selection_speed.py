@@ -30,10 +30,11 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # tests/reference.py: the dense yardstick
 
 from activeft_label.selection._common import normalize, unique_nearest  # noqa: E402
-from activeft_label.selection._reference import dense_optimize  # noqa: E402
 from activeft_label.selection.activeft import loss_value, optimize_centroids  # noqa: E402
+from reference import dense_optimize  # noqa: E402
 
 
 def clustered_features(n, dim, clusters, seed=0):

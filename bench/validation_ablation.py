@@ -32,8 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from activeft_label import evaluation  # noqa: E402
-from activeft_label.evaluation import run_trials, summarize  # noqa: E402
+from activeft_label.evaluation import probe as evaluation  # noqa: E402
+from activeft_label.evaluation.probe import run_trials, summarize  # noqa: E402
 from activeft_label.selection import activeft, api  # noqa: E402
 from activeft_label.selection._common import nearest  # noqa: E402
 from selection_quality import load_split  # noqa: E402

@@ -6,7 +6,7 @@
 import sys
 
 from activeft_label import select
-from activeft_label.pool import load_pool
+from activeft_label.files.pool import load_pool
 
 
 def main(folder):

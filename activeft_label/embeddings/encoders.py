@@ -67,7 +67,7 @@ def load_encoder(model=DEFAULT_MODEL, pretrained=None, device="auto"):
 
 
 def _load(spec, device):
-    from ..selection._common import resolve_device
+    from ..devices import resolve_device
 
     dev = resolve_device(device)
     if spec.kind == "effnet":

@@ -15,7 +15,7 @@ __all__ = ["select", "SelectionResult", "METHODS", "LOSS_FORMS", "DEFAULT_LOSS",
            "check_features", "unit_rows"]
 
 # The rest needs torch: loaded on first use (PEP 562), so the constants above come without it.
-_LAZY = {"select": ".api", "SelectionResult": ".result", "resolve_device": "._common",
+_LAZY = {"select": ".api", "SelectionResult": ".result", "resolve_device": "..devices",
          "check_features": "._common", "unit_rows": "._common"}
 
 

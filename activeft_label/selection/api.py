@@ -10,8 +10,8 @@ import torch
 from ..budget import parse_budget
 from ..errors import InputError
 from . import DEFAULT_LOSS, LOSS_FORMS, METHODS
-from ._common import (DEFAULT_MEMORY_BUDGET, check_features, coverage_distance, nearest, normalize, threads_for,
-                      resolve_device)
+from ..devices import resolve_device, threads_for
+from ._common import DEFAULT_MEMORY_BUDGET, check_features, coverage_distance, nearest, normalize
 from .activeft import centroids_to_samples, loss_value, optimize_centroids
 from .ranking import priority_order
 from .result import SelectionResult

@@ -1,0 +1,278 @@
+"""The FiftyOne App operator ``select_samples``: a form over :mod:`.fiftyone`.
+
+The plugin (``activeft_label/app/plugin/``, installed with ``activeft
+fiftyone install-plugin``) only imports :mod:`activeft_label.app` and calls
+its ``register``, so the operator follows the installed package.  Every check and every write is the
+connector's: the form shows :func:`.fiftyone.preview`'s findings next to the
+inputs they concern, and running calls :func:`.fiftyone.select_samples`.
+
+Parameters (the names code can pass to ``execute_operator``)
+-------------------------------------------------------------
+budget : int or str
+    A count (``50``) or a percentage of the target (``"5%"``).  Default:
+    ``"1%"``, or ``"10%"`` below 100 samples.
+view_target : str
+    ``"DATASET"``, ``"CURRENT_VIEW"``, ``"SELECTED_SAMPLES"``, ...; absent:
+    the current view.
+embeddings_field : str
+    Read embeddings from this vector field.  When neither it nor ``model`` is
+    given, the form's default applies: the target's first vector field, or
+    the default model when the target has none.
+model, pretrained, store_embeddings : str
+    Compute embeddings with this encoder (default ``efficientnet-lite0``),
+    optionally storing them in a field.
+tag, rank_field, run_name : str
+    Defaults ``activeft``, ``activeft_rank``, ``activeft``.
+exclude_labeled : str
+    A field name (samples with a value count as labeled) or ``tag:NAME``.
+method, temperature, iterations, seed, center
+    Advanced settings of the selection.
+"""
+
+import numbers
+import queue
+import threading
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+from fiftyone.operators.executor import ExecutionOptions
+
+from ..embeddings import DEFAULT_MODEL
+from ..selection import METHODS
+from ..connectors import fiftyone as connector
+
+#: Above this many samples to embed, the form proposes a delegated (background) run.
+LARGE_TO_EMBED = 1000
+#: Above this many samples read from a vector field, the form proposes a delegated run.
+LARGE_TO_READ = 50000
+#: The form reads a vector field to check it only up to this many samples (the run always checks).
+FORM_VECTOR_CHECK_LIMIT = 5000
+#: The form looks for missing image files only up to this many samples.
+FORM_FILE_CHECK_LIMIT = 20000
+
+_TARGET_NAMES = {"DATASET": "the whole dataset", "CURRENT_VIEW": "the current view",
+                 "SELECTED_SAMPLES": "the selected samples", "BASE_VIEW": "the base view",
+                 "DATASET_VIEW": "the dataset view"}
+
+
+def default_budget(size):
+    """The budget the form proposes for a target of ``size`` samples."""
+    return "1%" if size >= 100 else "10%"
+
+
+def _source(params, vector_fields):
+    if params.get("embeddings") in ("field", "model"):
+        return params["embeddings"]
+    if params.get("embeddings_field"):
+        return "field"
+    if params.get("model"):
+        return "model"
+    return "field" if vector_fields else "model"
+
+
+def run_options(ctx, size):
+    """Connector keyword arguments from the operator's parameters (absent ones take the defaults)."""
+    params = ctx.params
+    budget = params.get("budget")
+    if budget is None or budget == "":
+        budget = default_budget(size)
+    options = dict(
+        budget=budget,
+        tag=params.get("tag") or connector.DEFAULT_TAG,
+        rank_field=params.get("rank_field") or connector.DEFAULT_RANK_FIELD,
+        run_name=params.get("run_name") or connector.DEFAULT_RUN_NAME,
+        exclude_labeled=(params.get("exclude_labeled") or "").strip() or None,
+    )
+    vector_fields = connector.embedding_fields(ctx.target_view())
+    if _source(params, vector_fields) == "field":
+        # Absent: the form's default, the target's first vector field.
+        options["embeddings_field"] = params.get("embeddings_field") or (vector_fields[0] if vector_fields else None)
+    else:
+        options["model"] = params.get("model") or DEFAULT_MODEL
+        options["pretrained"] = params.get("pretrained") or None
+        options["store_embeddings"] = params.get("store_embeddings") or None
+    for name in ("method", "temperature", "iterations", "seed", "center"):
+        if params.get(name) is not None:
+            options[name] = params[name]
+    return options
+
+
+class SelectSamples(foo.Operator):
+    """Select the samples worth annotating first: tag, rank field, saved view sorted by rank."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="select_samples",
+            label="ActiveFT: select samples to annotate",
+            description="Pick the samples worth annotating first (ActiveFT) and show them sorted by rank",
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_execution_options(self, ctx):
+        target = ctx.target_view()
+        vector_fields = connector.embedding_fields(target)
+        limit = LARGE_TO_READ if _source(ctx.params, vector_fields) == "field" else LARGE_TO_EMBED
+        return ExecutionOptions(allow_immediate_execution=True, allow_delegated_execution=True,
+                                default_choice_to_delegated=len(target) > limit)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Select from")
+        params = ctx.params
+        target = ctx.target_view()
+        size = len(target)
+        vector_fields = connector.embedding_fields(target)
+        source = _source(params, vector_fields)
+        options = run_options(ctx, size)
+
+        report = connector.preview(
+            target, options["budget"], embeddings_field=options.get("embeddings_field"),
+            exclude_labeled=options["exclude_labeled"], tag=options["tag"],
+            rank_field=options["rank_field"], run_name=options["run_name"],
+            store_embeddings=options.get("store_embeddings"),
+            check_files=source == "model" and size <= FORM_FILE_CHECK_LIMIT,
+            check_vectors=source == "field" and size <= FORM_VECTOR_CHECK_LIMIT)
+        if source == "field" and not options.get("embeddings_field"):
+            report.problems["embeddings_field"] = ("the target has no vector field to read embeddings from; "
+                                                    "choose \"Compute with a model\"")
+
+        where = _TARGET_NAMES.get(params.get("view_target"), "the current view")
+        summary = f"Target: {size} samples ({where})."
+        if report.fixed_count:
+            summary += f" {report.fixed_count} already labeled (kept as fixed, never selected)."
+        if report.budget_count is not None:
+            summary += f" Budget: {report.budget_count} samples will be tagged and ranked."
+        inputs.view("summary", types.Notice(label=summary))
+        if "view_target" in report.problems:  # no input of its own to show it at
+            inputs.view("target_problem", types.Error(label="Cannot run on this target",
+                                                      description=report.problems["view_target"]))
+        for number, note in enumerate(report.notes):
+            inputs.view(f"note_{number}", types.Warning(label=note))
+
+        fields = {}
+        budget_help = dict(label="Budget", description="How many samples to select: a count like 50, or a "
+                                                       "percentage of the target like 5%")
+        if isinstance(params.get("budget"), numbers.Real) and not isinstance(params.get("budget"), bool):
+            # a count passed from code
+            kind = inputs.int if isinstance(params["budget"], numbers.Integral) else inputs.float
+            fields["budget"] = kind("budget", required=True, **budget_help)
+        else:
+            fields["budget"] = inputs.str("budget", default=default_budget(size), required=True, **budget_help)
+
+        choice = types.RadioGroup()
+        choice.add_choice("field", label="An existing vector field",
+                          description="e.g. written by compute_embeddings() or FiftyOne Brain")
+        choice.add_choice("model", label="Compute with a model", description="cached on disk for later runs")
+        inputs.enum("embeddings", choice.values(), default=source, label="Embeddings", view=choice)
+        if source == "field":
+            name = options.get("embeddings_field")
+            if vector_fields and (name is None or name in vector_fields):
+                dropdown = types.Dropdown()
+                for candidate in vector_fields:
+                    dropdown.add_choice(candidate, label=candidate)
+                fields["embeddings_field"] = inputs.enum("embeddings_field", dropdown.values(),
+                                                         default=vector_fields[0], label="Vector field",
+                                                         view=dropdown)
+            else:
+                fields["embeddings_field"] = inputs.str("embeddings_field", label="Vector field")
+        else:
+            fields["model"] = inputs.str(
+                "model", default=DEFAULT_MODEL, label="Model",
+                description="efficientnet-lite0 (offline, ImageNet) or an open_clip model name such as ViT-B-32")
+            inputs.str("pretrained", label="Pretrained weights (open_clip only)",
+                       description="A pretrained tag such as laion2b_s34b_b79k, or a checkpoint file on the server")
+            fields["store_embeddings"] = inputs.str(
+                "store_embeddings", label="Store embeddings in field (optional)",
+                description="A later run can then read them as an existing vector field")
+
+        fields["tag"] = inputs.str("tag", default=connector.DEFAULT_TAG, label="Tag",
+                                   description="Added to the selected samples")
+        fields["rank_field"] = inputs.str("rank_field", default=connector.DEFAULT_RANK_FIELD, label="Rank field",
+                                          description="Integer field: 1 = annotate first")
+        fields["run_name"] = inputs.str(
+            "run_name", default=connector.DEFAULT_RUN_NAME, label="Run name",
+            description="Also the name of the saved view; running again with the same name replaces that run's "
+                        "tags and ranks")
+        fields["exclude_labeled"] = inputs.str(
+            "exclude_labeled", label="Already labeled (optional)",
+            description="A label field (samples where it is set) or tag:NAME; those samples are never selected and "
+                        "the new picks cover what they do not")
+
+        inputs.bool("advanced", default=False, label="Advanced settings", view=types.CheckboxView())
+        if params.get("advanced"):
+            inputs.enum("method", list(METHODS), default="activeft", label="Method",
+                        view=types.Dropdown(choices=[types.Choice(m, label=m) for m in METHODS]))
+            inputs.float("temperature", default=0.07, min=1e-6, label="Temperature τ")
+            inputs.int("iterations", default=300, min=0, label="Iterations")
+            inputs.int("seed", default=0, min=0, label="Seed")
+            inputs.bool("center", default=False, label="Centre the embeddings",
+                        description="Compare samples after subtracting the pool's mean direction (every method)")
+
+        if size > (LARGE_TO_READ if source == "field" else LARGE_TO_EMBED):
+            inputs.view("delegation", types.Notice(
+                label="Large target: this runs in the background by default (start `fiftyone delegated launch` "
+                      "to run queued operations)"))
+
+        for name, message in report.problems.items():
+            prop = fields.get(name) or fields["budget"]
+            prop.error_message = f"{prop.error_message} {message}" if prop.invalid and prop.error_message \
+                else message
+            prop.invalid = True
+        return types.Property(inputs, view=types.View(label="ActiveFT: select samples to annotate"))
+
+    def execute(self, ctx):
+        target = ctx.target_view()
+        options = run_options(ctx, len(target))
+        if ctx.delegated:
+            summary = connector.select_samples(
+                target, progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
+                **options)
+            return summary.to_dict()
+        return self._stream(ctx, target, options)
+
+    def _stream(self, ctx, target, options):
+        """Run in a worker thread; yield the App's progress bar, then show the ranked samples."""
+        messages = queue.Queue()
+        outcome = {}
+
+        def work():
+            try:
+                outcome["summary"] = connector.select_samples(
+                    target, progress=lambda fraction, message: messages.put((fraction, message)), **options)
+            except BaseException as exc:  # re-raised below, in the operator's thread
+                outcome["error"] = exc
+            finally:
+                messages.put(None)
+
+        worker = threading.Thread(target=work, name="activeft-select", daemon=True)
+        worker.start()
+        while True:
+            item = messages.get()
+            if item is None:
+                break
+            fraction, message = item
+            yield ctx.ops.set_progress(label=message, progress=fraction)
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        summary = outcome["summary"]
+        # The App knows only the saved views it loaded, so the ranked view is sent as stages (a Select, ordered).
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(summary.saved_view))
+        yield ctx.ops.notify(f"ActiveFT selected {summary.count} of {summary.target_size} samples: tag "
+                             f"{summary.tag!r}, rank field {summary.rank_field!r}, saved view "
+                             f"{summary.saved_view!r} (rank 1 first)", variant="success")
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("selected", label="Selected samples")
+        outputs.int("target_size", label="Target size")
+        outputs.float("coverage", label="Coverage (lower is better)")
+        outputs.str("saved_view", label="Saved view (rank 1 first)")
+        outputs.str("tag", label="Tag")
+        outputs.str("rank_field", label="Rank field")
+        return types.Property(outputs, view=types.View(label="ActiveFT selection"))

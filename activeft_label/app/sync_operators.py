@@ -1,0 +1,188 @@
+"""FiftyOne App operators ``push_to_labelstudio`` and ``pull_from_labelstudio``: forms over :mod:`.sync`.
+
+Registered by :func:`activeft_label.app.register` next to ``select_samples``.
+The Label Studio server and key come from the plugin's secrets
+``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` (in open-source FiftyOne:
+environment variables of the App's process); they are never shown.
+
+Parameters (the names code can pass to ``execute_operator``)
+-------------------------------------------------------------
+push_to_labelstudio
+    ``project_id`` (int) or ``title`` (+ ``labels`` "a,b,c" and ``task`` to
+    create it), ``budget`` (count or "P%"; needed until the round has a
+    selection run), ``round`` (default 1), ``run_name`` (default
+    ``activeft``), ``reselect``, ``embeddings_field`` (else the default
+    encoder), ``images`` (``auto`` / ``upload`` / ``local-files``),
+    ``document_root``, ``task_field`` (default ``activeft_ls_task``),
+    ``view_target``.
+pull_from_labelstudio
+    ``project_id``, ``label_field``, ``overwrite``, ``control``.
+"""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from .. import sync
+from ..connectors import fiftyone as fo_connector
+from ..connectors import labelstudio as ls_connector
+from ..errors import InputError
+
+_SECRETS_HELP = ("set the plugin secrets LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (in open-source FiftyOne: "
+                 "environment variables of the App's process) and restart the App")
+
+
+def _connect(ctx):
+    url = ctx.secrets.get("LABEL_STUDIO_URL") if ctx.secrets else None
+    key = ctx.secrets.get("LABEL_STUDIO_API_KEY") if ctx.secrets else None
+    if not url or not key:
+        raise InputError(f"no Label Studio server configured: {_SECRETS_HELP}")
+    try:
+        import label_studio_sdk  # noqa: F401
+    except ImportError:
+        raise InputError("the Label Studio operators need label-studio-sdk in the App's Python environment: "
+                         "pip install 'activeft-label[labelstudio]'") from None
+    return ls_connector.connect(url, key)
+
+
+def _optional_int(value, name):
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _secrets_notice(ctx, inputs):
+    if not (ctx.secrets and ctx.secrets.get("LABEL_STUDIO_URL") and ctx.secrets.get("LABEL_STUDIO_API_KEY")):
+        inputs.view("no_server", types.Error(label="No Label Studio server configured", description=_SECRETS_HELP))
+        return False
+    return True
+
+
+class PushToLabelStudio(foo.Operator):
+    """Select samples (or reuse the selection) and queue them in a Label Studio project, rank 1 first."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="push_to_labelstudio",
+            label="ActiveFT: push the selection to Label Studio",
+            description="Queue the samples worth annotating first in a Label Studio project, in priority order",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        _secrets_notice(ctx, inputs)
+        inputs.int("project_id", label="Label Studio project id (existing project)",
+                   description="The number in the project's URL; leave empty to find or create one by title")
+        inputs.str("title", label="Project title (find or create)")
+        inputs.str("labels", label="Labels, comma-separated (to create the project)")
+        inputs.enum("task", ["classification", "detection"], default="classification", label="Task",
+                    view=types.Dropdown(choices=[types.Choice("classification", label="classification (Choices)"),
+                                                 types.Choice("detection", label="detection (RectangleLabels)")]))
+        inputs.str("budget", label="Budget", description="A count (200) or a percentage (1%); leave empty to push "
+                                                          "an existing selection run")
+        inputs.int("round", default=1, min=1, label="Round",
+                   description="Round K > 1 selects more samples, after the ones already queued")
+        inputs.bool("reselect", default=False, label="Select this round again",
+                    description="Replace the round's existing selection with a new one at the budget above; its "
+                                "tasks that are no longer selected lose their rank (only while no later round "
+                                "was pushed)")
+        inputs.str("run_name", default=fo_connector.DEFAULT_RUN_NAME, label="Selection run name")
+        fields = fo_connector.embedding_fields(ctx.target_view())
+        if fields:
+            inputs.enum("embeddings_field", fields, default=fields[0], label="Embeddings field",
+                        view=types.Dropdown(choices=[types.Choice(f, label=f) for f in fields]))
+        inputs.enum("images", ["auto", "upload", "local-files"], default="auto", label="Images",
+                    description="Upload the images, or let Label Studio serve them from its local-files root")
+        inputs.str("document_root", label="Label Studio local-files document root (optional)")
+        inputs.str("task_field", default=sync.TASK_FIELD, label="Task id field",
+                   description="Integer sample field that receives each pushed sample's task id; each Label Studio "
+                               "project of this dataset needs its own")
+        return types.Property(inputs, view=types.View(label="ActiveFT: push the selection to Label Studio"))
+
+    def execute(self, ctx):
+        params = ctx.params
+        options = {"embeddings_field": params.get("embeddings_field") or None}
+        on_progress = ((lambda fraction, message: ctx.set_progress(progress=fraction, label=message))
+                       if ctx.delegated else False)
+        with _connect(ctx) as conn:
+            result = sync.push(
+                ctx.target_view(), conn, params.get("budget") or None,
+                project_id=_optional_int(params.get("project_id"), "project_id"),
+                title=params.get("title") or None, labels=params.get("labels") or None,
+                task=params.get("task") or "classification", round_number=int(params.get("round") or 1),
+                run_name=params.get("run_name") or fo_connector.DEFAULT_RUN_NAME,
+                reselect=bool(params.get("reselect")), task_field=params.get("task_field") or sync.TASK_FIELD,
+                images=params.get("images") or "auto",
+                document_root=params.get("document_root") or None, selection_options=options, progress=on_progress)
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+            ctx.ops.notify(f"Queued {result.queued} samples in Label Studio project {result.project_id} "
+                           f"({result.created} new tasks)", variant="success")
+        return {"project_id": result.project_id, "round": result.round, "run_name": result.run_name,
+                "selected": result.selected, "queued": result.queued, "created": result.created,
+                "cleared": result.cleared,
+                "reused": result.reused, "url": result.url, "missing_samples": len(result.missing_samples),
+                "message": result.describe()}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("queued", label="Samples queued")
+        outputs.int("created", label="Tasks created")
+        outputs.str("url", label="Priority view")
+        outputs.str("message", label="Summary")
+        return types.Property(outputs, view=types.View(label="Pushed to Label Studio"))
+
+
+class PullFromLabelStudio(foo.Operator):
+    """Write a Label Studio project's finished annotations to a label field, by sample id."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="pull_from_labelstudio",
+            label="ActiveFT: pull annotations from Label Studio",
+            description="Write the finished annotations of a Label Studio project to a label field",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        _secrets_notice(ctx, inputs)
+        inputs.int("project_id", required=True, label="Label Studio project id")
+        inputs.str("label_field", required=True, default="ground_truth", label="Label field",
+                   description="Choices → Classification, RectangleLabels → Detections; created when absent")
+        inputs.bool("overwrite", default=False, label="Overwrite labels that differ",
+                    description="Without it, samples that already hold a different label keep it")
+        inputs.str("control", label="Control name (only when the label config has several)")
+        return types.Property(inputs, view=types.View(label="ActiveFT: pull annotations from Label Studio"))
+
+    def execute(self, ctx):
+        params = ctx.params
+        project_id = _optional_int(params.get("project_id"), "project_id")
+        if project_id is None:
+            raise InputError("project_id is required")
+        with _connect(ctx) as conn:
+            result = sync.pull(ctx.target_view(), conn, project_id, params.get("label_field") or "ground_truth",
+                               overwrite=bool(params.get("overwrite")), control=params.get("control") or None)
+        if not ctx.delegated:
+            ctx.ops.reload_dataset()
+            ctx.ops.notify(f"{len(result.written)} labels written to {result.label_field!r}", variant="success")
+        return {"written": len(result.written), "unchanged": len(result.unchanged),
+                "conflicts": len(result.conflicts), "cancelled": len(result.cancelled),
+                "missing_samples": len(result.missing_samples), "deleted_tasks": len(result.deleted_tasks),
+                "message": result.describe()}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("written", label="Labels written")
+        outputs.int("conflicts", label="Kept (a different label was there)")
+        outputs.str("message", label="Summary")
+        return types.Property(outputs, view=types.View(label="Pulled from Label Studio"))

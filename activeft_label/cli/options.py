@@ -1,0 +1,159 @@
+"""What every face of the command line shares: option groups, error handling, output.
+
+Each ``*_options`` decorator adds one group of options to a command; the
+error decorators turn the library's errors into one line and an exit status
+(2 for input errors), without a traceback and without the API key.
+"""
+
+import functools
+import os
+
+import click
+
+from ..errors import ActiveFTError, InputError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Failure(click.ClickException):
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def friendly_errors(command):
+    """Turn ActiveFTError into a one-line message and its exit status (2 for input errors)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ActiveFTError as exc:
+            raise _Failure(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise _Failure("interrupted; nothing was written", 130) from None
+
+    return wrapper
+
+
+def say(message="", err=False):
+    click.echo(message, err=err)
+
+
+def model_options(command):
+    """--model, --pretrained and the image-loading options shared by commands that embed."""
+    options = [
+        click.option("--model", "-m", default="efficientnet-lite0", show_default=True, envvar="ACTIVEFT_MODEL",
+                     help="Encoder for image sources: 'efficientnet-lite0' (offline, ImageNet weights) or any "
+                          "open_clip model name (e.g. ViT-B-32). Ignored for features files. [env: ACTIVEFT_MODEL]"),
+        click.option("--pretrained", envvar="ACTIVEFT_PRETRAINED", metavar="TAG|PATH",
+                     help="open_clip weights: a pretrained tag (e.g. laion2b_s34b_b79k, needs internet the first "
+                          "time) or a local checkpoint file. [env: ACTIVEFT_PRETRAINED]"),
+        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
+                     help="Images per encoder batch."),
+        click.option("--workers", type=click.IntRange(0), default=None,
+                     help="Image loading processes (default: up to 4, none for small pools)."),
+        click.option("--cache-dir", envvar="ACTIVEFT_CACHE_DIR", type=click.Path(file_okay=False),
+                     help="Where embeddings are cached (default ~/.cache/activeft-label). [env: ACTIVEFT_CACHE_DIR]"),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the embeddings cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def common_options(command):
+    options = [
+        click.option("--device", default="auto", show_default=True, envvar="ACTIVEFT_DEVICE",
+                     help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps. [env: ACTIVEFT_DEVICE]"),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def selection_options(command=None, *, budget_required=True, budget_help=None):
+    """Options of the selection itself, shared by every command that selects.
+
+    Use as ``@selection_options``, or ``@selection_options(budget_required=False, budget_help=...)``.
+    """
+    if command is None:
+        return lambda cmd: selection_options(cmd, budget_required=budget_required, budget_help=budget_help)
+    from ..selection import DEFAULT_LOSS, LOSS_FORMS, METHODS
+
+    options = [
+        click.option("--budget", "-b", required=budget_required, metavar="N|P%",
+                     help=budget_help or "How many items to select: a count (300) or a percentage of the pool (1%)."),
+        click.option("--method", type=click.Choice(METHODS), default="activeft", show_default=True,
+                     help="activeft, or a baseline to compare with."),
+        click.option("--loss", type=click.Choice(LOSS_FORMS), default=DEFAULT_LOSS, show_default=True,
+                     help="ActiveFT loss form: 'released' (the authors' code) or 'paper' (Algorithm 1)."),
+        click.option("--iters", "iterations", type=click.IntRange(0), default=300, show_default=True,
+                     help="ActiveFT optimisation steps (Adam)."),
+        click.option("--temperature", type=float, default=0.07, show_default=True, help="ActiveFT temperature τ."),
+        click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate."),
+        click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                     help="Random seed: same seed and device give the same selection."),
+        click.option("--center/--no-center", default=False, show_default=True,
+                     help="Compare items after subtracting the pool's mean direction (every method). Pretrained "
+                          "features share a common direction; centring spreads them (see bench/QUALITY.md)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def read_lines(path):
+    """The non-empty, non-comment lines of a UTF-8 text file, stripped."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a UTF-8 text file; give one id or path per line") from None
+
+
+def report_skipped(skipped):
+    """Tell stderr which items were skipped and why (the first five)."""
+    if not skipped:
+        return
+    shown = "; ".join(f"{path}: {reason}" for path, reason in skipped[:5])
+    more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+    say(f"Skipped {len(skipped)} unreadable item(s): {shown}{more}", err=True)
+
+
+def server_options(command):
+    """--url and --api-key, with their environment defaults."""
+    options = [
+        click.option("--url", envvar="LABEL_STUDIO_URL", show_envvar=True, metavar="URL",
+                     help="Label Studio server, e.g. http://localhost:8080."),
+        click.option("--api-key", envvar="LABEL_STUDIO_API_KEY", show_envvar=True, metavar="KEY",
+                     help="A personal access token (Account & Settings > Personal Access Token) or a legacy "
+                          "token. Never printed. Prefer the environment variable: options show up in the process "
+                          "list."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def guard_secrets(command):
+    """Turn SDK/HTTP errors that escaped the connector into one line without the API key."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ActiveFTError, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - only SDK and transport errors are translated
+            module = type(exc).__module__ or ""
+            if not (module.startswith("label_studio_sdk") or module.startswith("httpx")):
+                raise
+            message = f"{type(exc).__name__}: {exc}"
+            key = kwargs.get("api_key") or os.environ.get("LABEL_STUDIO_API_KEY") or ""
+            if len(key) >= 8:
+                message = message.replace(key, "***")
+            raise ActiveFTError(f"Label Studio request failed: {message[:500]}") from None
+
+    return wrapper
