@@ -4,8 +4,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-# The version lives in one place, the package's _version.py (read as text: setup.py must not import the package).
-VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "activeft_label" / "_version.py").read_text()).group(1)
+# The version lives in one place, the package's version.py (read as text: setup.py must not import the package).
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "activeft_label" / "version.py").read_text()).group(1)
 
 setup(
     name="activeft-label",

@@ -19,27 +19,62 @@ The house, imports flowing one way (each layer imports only the ones below it)::
     devices, budget, errors    shared by every layer
 """
 
-from ._version import __version__
+from .version import __version__
 from .budget import parse_budget
 from .errors import ActiveFTError, InputError
 from .selection import METHODS
 
 
-def __getattr__(name):
-    # select and SelectionResult need torch: loaded on first use, so `activeft --help` stays fast.
-    if name in ("select", "SelectionResult"):
-        from . import selection
+from .selection.options import SelectionOptions
 
-        return getattr(selection, name)
+# Loaded on first use (PEP 562): they need torch, and `activeft --help` stays fast without it.
+_LAZY = {"select": "selection", "SelectionResult": "selection", "EmbeddingOptions": "embeddings.options",
+         "load_pool": "files.pool"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def embed_images(*args, **kwargs):
-    """Embed image files; see :func:`activeft_label.embeddings.embed_images`."""
-    from .embeddings import embed_images as _embed
+def embed_images(paths, model="efficientnet-lite0", pretrained=None, *, batch_size=32, num_workers=None,
+                 device="auto", cache_dir=None, progress=True):
+    """Embed image files with a pretrained encoder, through the on-disk cache.
 
-    return _embed(*args, **kwargs)
+    Parameters
+    ----------
+    paths : list of str or path-like
+        Image files (see :func:`activeft_label.files.list_images`).
+    model : str or Encoder, default="efficientnet-lite0"
+        The offline default encoder, an open_clip model name, or a loaded
+        :class:`activeft_label.embeddings.Encoder`.
+    pretrained : str, optional
+        open_clip weights: a pretrained tag or a local checkpoint file.
+    batch_size : int, default=32
+    num_workers : int, optional
+        DataLoader workers (default ``min(4, cpu_count)``, 0 for small pools).
+    device : str, default="auto"
+    cache_dir : str, None or False
+        The cache folder (None: the default); ``False`` disables the cache.
+    progress : bool, default=True
+
+    Returns
+    -------
+    EmbeddingResult
+        ``features`` (N×C float32, rows of the readable images), ``kept``
+        (their positions in ``paths``), ``skipped`` ((path, reason) pairs),
+        ``cached`` (rows read from the cache).
+
+    See :func:`activeft_label.embeddings.embed_images` for the details.
+    """
+    from .embeddings import embed_images as embed
+
+    return embed(paths, model, pretrained, batch_size=batch_size, num_workers=num_workers, device=device,
+                 cache_dir=cache_dir, progress=progress)
 
 
-__all__ = ["select", "embed_images", "parse_budget", "SelectionResult", "METHODS", "ActiveFTError", "InputError",
-           "__version__"]
+__all__ = ["select", "embed_images", "parse_budget", "load_pool", "SelectionResult", "SelectionOptions",
+           "EmbeddingOptions", "METHODS", "ActiveFTError", "InputError", "__version__"]

@@ -5,8 +5,7 @@
 
 import sys
 
-from activeft_label import select
-from activeft_label.files.pool import load_pool
+from activeft_label import load_pool, select
 
 
 def main(folder):

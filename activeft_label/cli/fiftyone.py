@@ -10,7 +10,7 @@ import shutil
 import click
 
 from ..errors import InputError
-from .options import CONTEXT, common_options, friendly_errors, model_options, say, selection_options
+from .options import CONTEXT, common_options, embedding_kwargs, friendly_errors, model_options, say, selection_options
 
 #: The plugin's files inside the installed package (package data, so a wheel carries them too).
 PLUGIN_FILES = ("fiftyone.yml", "__init__.py")
@@ -72,9 +72,8 @@ def fiftyone():
 @common_options
 @click.pass_context
 @friendly_errors
-def select(ctx, dataset_name, saved_view, view_stages, budget, method, loss, iterations, temperature, lr, seed,
-           center, embeddings_field, store_embeddings, model, pretrained, batch_size, workers, cache_dir, no_cache,
-           tag, rank_field, run_name, exclude_labeled, device, quiet):
+def select(ctx, dataset_name, saved_view, view_stages, budget, selection, embeddings_field, store_embeddings,
+           embedding, tag, rank_field, run_name, exclude_labeled, device, quiet):
     """Tag and rank the samples of a dataset worth annotating first.
 
     The target is the dataset NAME, or its --saved-view, narrowed further by
@@ -107,12 +106,10 @@ def select(ctx, dataset_name, saved_view, view_stages, budget, method, loss, ite
 
     _, view = connector.resolve_view(dataset_name, saved_view=saved_view, view_stages=view_stages)
     summary = connector.select_samples(
-        view, budget, method=method, embeddings_field=embeddings_field,
-        model=None if embeddings_field else model, pretrained=None if embeddings_field else pretrained,
-        store_embeddings=store_embeddings, exclude_labeled=list(exclude_labeled) or None, tag=tag,
-        rank_field=rank_field, run_name=run_name, loss=loss, temperature=temperature, lr=lr, iterations=iterations,
-        seed=seed, center=center, device=device, batch_size=batch_size, num_workers=workers,
-        cache_dir=False if no_cache else cache_dir, progress=not quiet)
+        view, budget, **selection.as_kwargs(), **embedding_kwargs(embedding, embeddings_field),
+        embeddings_field=embeddings_field, store_embeddings=store_embeddings,
+        exclude_labeled=list(exclude_labeled) or None, tag=tag, rank_field=rank_field, run_name=run_name,
+        device=device, progress=not quiet)
     say(summary.describe())
 
 

@@ -4,12 +4,11 @@ A thin face over :mod:`activeft_label.connectors.labelstudio`; the SDK is
 imported only when a command runs, so ``activeft --help`` stays fast.
 """
 
-import functools
 import os
 
 import click
 
-from ..errors import ActiveFTError, InputError
+from ..errors import InputError
 from .options import (CONTEXT, common_options, friendly_errors, guard_secrets, model_options, report_skipped, say,
                       selection_options, server_options)
 
@@ -60,9 +59,8 @@ def labelstudio():
 @server_options
 @friendly_errors
 @guard_secrets
-def select_command(project_id, budget, method, loss, iterations, temperature, lr, seed, center, mode, view_id,
-                   image_field, title, predictions, model_version, out, model, pretrained, batch_size, workers,
-                   cache_dir, no_cache, device, quiet, url, api_key):
+def select_command(project_id, budget, selection, mode, view_id, image_field, title, predictions, model_version, out,
+                   embedding, device, quiet, url, api_key):
     """Rank a project's tasks and queue the best BUDGET for annotation.
 
     Pulls every task of the project (or of one Data Manager view), fetches
@@ -94,15 +92,13 @@ def select_command(project_id, budget, method, loss, iterations, temperature, lr
     resolve_device(device)
     if title is not None and mode != "project":
         raise InputError("--title only applies to --mode project")
+    settings = selection.as_kwargs()
     conn = connect(url, api_key)
     with conn:
         pool, result, report = prioritize(
             conn, project_id, budget, mode=mode, view=view_id, field=image_field, title=title,
-            predictions=predictions, model_version=model_version, method=method,
-            select_options=dict(loss=loss, temperature=temperature, lr=lr, iterations=iterations, seed=seed,
-                                center=center, device=device),
-            embed_options=dict(model=model, pretrained=pretrained, device=device, batch_size=batch_size,
-                               num_workers=workers, cache_dir=False if no_cache else cache_dir),
+            predictions=predictions, model_version=model_version, method=settings.pop("method"),
+            select_options={**settings, "device": device}, embed_options={**embedding.as_kwargs(), "device": device},
             progress=not quiet)
     report_skipped([(f"task {task_id}", reason) for task_id, reason in pool.skipped])
     if out:
@@ -111,7 +107,7 @@ def select_command(project_id, budget, method, loss, iterations, temperature, lr
     say(f"Pulled {len(pool.tasks)} tasks of project {pool.project['id']} ({title_text}); {len(pool)} images "
         f"embedded, {len(pool.skipped)} skipped.")
     fixed = f"; {pool.labeled.size} annotated tasks kept as fixed centroids" if pool.labeled.size else ""
-    say(f"Selected {result.budget} of {len(pool) - pool.labeled.size} unannotated tasks with {method} in "
+    say(f"Selected {result.budget} of {len(pool) - pool.labeled.size} unannotated tasks with {selection.method} in "
         f"{result.elapsed:.1f} s{fixed}.")
     _say_report(report, mode)
     if out:
@@ -139,9 +135,8 @@ def select_command(project_id, budget, method, loss, iterations, temperature, lr
 @server_options
 @friendly_errors
 @guard_secrets
-def setup_command(source, title, labels, task, budget, method, loss, iterations, temperature, lr, seed, center,
-                  images, document_root, out, model, pretrained, batch_size, workers, cache_dir, no_cache, device,
-                  quiet, url, api_key):
+def setup_command(source, title, labels, task, budget, selection, images, document_root, out, embedding, device, quiet,
+                  url, api_key):
     """Create a Label Studio project holding the best BUDGET images of SOURCE.
 
     SOURCE is a folder of images (searched recursively) or a text file with
@@ -188,16 +183,14 @@ def setup_command(source, title, labels, task, budget, method, loss, iterations,
 
     conn = connect(url, api_key)  # check the server and key before the (long) embedding
     with conn:
-        pool = load_pool(source, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
-                         num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
+        pool = load_pool(source, **embedding.as_kwargs(), device=device, progress=not quiet)
         report_skipped(pool.skipped)
-        result = run_selection(pool.features, budget, method, loss=loss, temperature=temperature, lr=lr,
-                               iterations=iterations, seed=seed, center=center, device=device, progress=not quiet)
+        result = run_selection(pool.features, budget, **selection.as_kwargs(), device=device, progress=not quiet)
         report = setup_project(conn, title, labels, pool, result, task=task, images=images,
                                document_root=document_root, progress=not quiet)
     if out:
         write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
-    say(f"Selected {result.budget} of {len(pool)} images with {method} in {result.elapsed:.1f} s.")
+    say(f"Selected {result.budget} of {len(pool)} images with {selection.method} in {result.elapsed:.1f} s.")
     how = (f"{report.uploaded} images uploaded" if report.images == "upload"
            else "images served from local-files storage")
     say(f"Project {report.project_id} ({title}): {report.created} tasks imported in priority order ({how}).")

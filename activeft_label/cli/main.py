@@ -1,8 +1,10 @@
 """The root group ``activeft`` and its own commands (select, embed, demo); the noun groups are added at the end."""
 
+import dataclasses
+
 import click
 
-from .._version import __version__
+from ..version import __version__
 from ..errors import InputError
 from .evaluate import evaluate
 from .fiftyone import fiftyone
@@ -54,8 +56,7 @@ def main():
               help="ActiveFT: weight of the loss's second term (1 in both sources; for --loss paper 0.01 measured "
                    "better, see bench/QUALITY.md).")
 @friendly_errors
-def select(source, budget, method, loss, iterations, temperature, lr, seed, center, model, pretrained, batch_size,
-           workers, cache_dir, no_cache, device, quiet, labeled, out, plot, projection, minibatch, balance):
+def select(source, budget, selection, embedding, device, quiet, labeled, out, plot, projection, minibatch, balance):
     """Select items of SOURCE to annotate, ranked by priority.
 
     SOURCE is a folder of images (searched recursively), a text file with one
@@ -80,26 +81,25 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, cent
     check_budget_form(budget)
     labeled_names = read_lines(labeled) if labeled else []
 
-    pool = load_pool(source, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
-                     num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
+    pool = load_pool(source, **embedding.as_kwargs(), device=device, progress=not quiet)
     report_skipped(pool.skipped)
     if plot:
         check_plottable(*pool.features.shape, projection)
     fixed = pool.rows_of(labeled_names) if labeled_names else None
     for name, value in (("--minibatch", minibatch), ("--balance", balance)):
-        if value is not None and method != "activeft":
+        if value is not None and selection.method != "activeft":
             raise InputError(f"{name} applies to --method activeft only")
-    extra = {key: value for key, value in (("minibatch", minibatch), ("balance", balance)) if value is not None}
-    result = run_selection(pool.features, budget, method, fixed=fixed, loss=loss, temperature=temperature, lr=lr,
-                           iterations=iterations, seed=seed, device=device, progress=not quiet, center=center,
-                           **extra)
+    selection = dataclasses.replace(selection, minibatch=minibatch, balance=balance)
+    result = run_selection(pool.features, budget, **selection.as_kwargs(), fixed=fixed, device=device,
+                           progress=not quiet)
     if plot:  # first: a plot that fails leaves no selection file behind
         plot_selection(pool.features, result, plot, projection=projection)
     write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
 
-    details = f", {result.params['loss']} loss, {iterations} iterations" if method == "activeft" else ""
-    details += ", on centred features" if center else ""
-    say(f"Selected {result.budget} of {len(pool)} items with {method}{details} in {result.elapsed:.1f} s.")
+    details = (f", {result.params['loss']} loss, {selection.iterations} iterations"
+               if selection.method == "activeft" else "")
+    details += ", on centred features" if selection.center else ""
+    say(f"Selected {result.budget} of {len(pool)} items with {selection.method}{details} in {result.elapsed:.1f} s.")
     if fixed is not None:
         say(f"{fixed.size} already labeled items were kept as fixed centroids.")
     say(f"Coverage: {result.coverage:.4f} (mean distance from each pool item to its nearest selected item; "
@@ -114,7 +114,7 @@ def select(source, budget, method, loss, iterations, temperature, lr, seed, cent
 @click.option("--out", "-o", default="features.npz", show_default=True, type=click.Path(dir_okay=False),
               help="Output .npz with arrays 'features' (N×C float32) and 'ids'.")
 @friendly_errors
-def embed(source, model, pretrained, batch_size, workers, cache_dir, no_cache, device, quiet, out):
+def embed(source, embedding, device, quiet, out):
     """Embed the images of SOURCE into a features file.
 
     SOURCE is a folder of images (recursive) or a text file of image paths.
@@ -134,8 +134,7 @@ def embed(source, model, pretrained, batch_size, workers, cache_dir, no_cache, d
     if is_features_file(source):
         raise click.UsageError(f"{source} is already a features file; give a folder or a list of images")
     resolve_device(device)                # also when every image comes from the cache
-    pool = load_pool(source, model=model, pretrained=pretrained, device=device, batch_size=batch_size,
-                     num_workers=workers, cache_dir=False if no_cache else cache_dir, progress=not quiet)
+    pool = load_pool(source, **embedding.as_kwargs(), device=device, progress=not quiet)
     report_skipped(pool.skipped)
     buffer = io.BytesIO()
     np.savez(buffer, features=pool.features.astype(np.float32), ids=np.asarray(pool.ids, dtype=str))

@@ -40,8 +40,54 @@ def say(message="", err=False):
     click.echo(message, err=err)
 
 
+def _gathered(command, keyword, build):
+    """Wrap ``command`` so that the parameters ``build`` takes reach it as one object, ``keyword``.
+
+    ``build`` is called with those parameters (popped from the command's
+    keyword arguments) when the command runs, so the objects' modules are
+    imported only then and ``activeft --help`` stays fast.
+    """
+    import inspect
+
+    names = list(inspect.signature(build).parameters)
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        kwargs[keyword] = build(**{name: kwargs.pop(name) for name in names})
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _embedding(model, pretrained, batch_size, workers, cache_dir, no_cache):
+    from ..embeddings.options import EmbeddingOptions
+
+    return EmbeddingOptions(model=model, pretrained=pretrained, batch_size=batch_size, num_workers=workers,
+                            cache_dir=False if no_cache else cache_dir)
+
+
+def _selection(method, loss, iterations, temperature, lr, seed, center):
+    from ..selection.options import SelectionOptions
+
+    return SelectionOptions(method=method, loss=loss, iterations=iterations, temperature=temperature, lr=lr,
+                            seed=seed, center=center)
+
+
+def embedding_kwargs(embedding, embeddings_field):
+    """The connectors' embedding keyword arguments: none of the encoder's when a vector field is read instead."""
+    kwargs = embedding.as_kwargs()
+    if embeddings_field:
+        kwargs.update(model=None, pretrained=None)
+    return kwargs
+
+
 def model_options(command):
-    """--model, --pretrained and the image-loading options shared by commands that embed."""
+    """--model, --pretrained and the image-loading options of commands that embed.
+
+    The command receives them as one :class:`~activeft_label.embeddings.options.EmbeddingOptions`,
+    keyword ``embedding``.
+    """
+    command = _gathered(command, "embedding", _embedding)
     options = [
         click.option("--model", "-m", default="efficientnet-lite0", show_default=True, envvar="ACTIVEFT_MODEL",
                      help="Encoder for image sources: 'efficientnet-lite0' (offline, ImageNet weights) or any "
@@ -63,6 +109,7 @@ def model_options(command):
 
 
 def common_options(command):
+    """--device and --quiet."""
     options = [
         click.option("--device", default="auto", show_default=True, envvar="ACTIVEFT_DEVICE",
                      help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps. [env: ACTIVEFT_DEVICE]"),
@@ -74,13 +121,18 @@ def common_options(command):
 
 
 def selection_options(command=None, *, budget_required=True, budget_help=None):
-    """Options of the selection itself, shared by every command that selects.
+    """--budget and the options of the selection itself, shared by every command that selects.
 
-    Use as ``@selection_options``, or ``@selection_options(budget_required=False, budget_help=...)``.
+    The command receives ``budget`` and one
+    :class:`~activeft_label.selection.options.SelectionOptions`, keyword
+    ``selection``.  Use as ``@selection_options``, or
+    ``@selection_options(budget_required=False, budget_help=...)``.
     """
     if command is None:
         return lambda cmd: selection_options(cmd, budget_required=budget_required, budget_help=budget_help)
     from ..selection import DEFAULT_LOSS, LOSS_FORMS, METHODS
+
+    command = _gathered(command, "selection", _selection)
 
     options = [
         click.option("--budget", "-b", required=budget_required, metavar="N|P%",

@@ -112,9 +112,8 @@ _TASK_FIELD_HELP = "Integer sample field holding each pushed sample's Label Stud
 @guard_secrets
 @_resumable
 def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, labels, task, round_number, budget,
-                 method, loss, iterations, temperature, lr, seed, center, run_name, reselect, embeddings_field,
-                 exclude_labeled, tag, task_field, images, document_root, import_batch, model, pretrained, batch_size,
-                 workers, cache_dir, no_cache, device, quiet, url, api_key):
+                 selection, run_name, reselect, embeddings_field, exclude_labeled, tag, task_field, images,
+                 document_root, import_batch, embedding, device, quiet, url, api_key):
     """Select samples of a dataset and queue them in Label Studio in priority order.
 
     Selects --budget samples of the dataset (or view) with ActiveFT and
@@ -154,16 +153,15 @@ def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, 
     from ..connectors.labelstudio import connect
 
     _, view = fo_connector.resolve_view(dataset_name, saved_view=saved_view, view_stages=view_stages)
-    options = dict(method=method, embeddings_field=embeddings_field, model=None if embeddings_field else model,
-                   pretrained=None if embeddings_field else pretrained,
-                   exclude_labeled=list(exclude_labeled) or None, tag=tag, loss=loss, temperature=temperature, lr=lr,
-                   iterations=iterations, seed=seed, center=center, device=device, batch_size=batch_size,
-                   num_workers=workers, cache_dir=False if no_cache else cache_dir)
+    options = dict(embeddings_field=embeddings_field, exclude_labeled=list(exclude_labeled) or None, tag=tag,
+                   device=device)
     with connect(url, api_key) as conn:
         result = sync_module.push(view, conn, budget, project_id=project_id, title=title, labels=labels, task=task,
                                   round_number=round_number, run_name=run_name, reselect=reselect,
                                   task_field=task_field, images=images, document_root=document_root,
-                                  batch_size=import_batch, selection_options=options, progress=not quiet)
+                                  batch_size=import_batch, selection=selection,
+                                  embedding=None if embeddings_field else embedding, selection_options=options,
+                                  progress=not quiet)
     if result.selection is not None:
         say(result.selection.describe())
     say(result.describe())

@@ -99,7 +99,7 @@ class _Cache:
             pass
 
 
-def _open_cache(cache_dir, model, weights):
+def open_cache(cache_dir, model, weights):
     if cache_dir is False:
         return None
     directory = default_cache_dir() if cache_dir is None or cache_dir is True else os.path.expanduser(

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from ..errors import ActiveFTError, InputError
-from .cache import _open_cache
-from .encoders import Encoder, _load
+from .cache import open_cache
+from .encoders import Encoder, load_resolved_encoder
 from .heap import large_blocks_stay_in_heap
-from .images import _collate, _failure_reason, _ImageDataset, decode_side
-from .names import DEFAULT_MODEL, _resolve
+from .images import ImageDataset, collate_images, decode_side, failure_reason
+from .names import DEFAULT_MODEL, resolve_model
 
 #: Below this many images to embed, loading runs in the main process (workers cost more than they save).
 _MIN_IMAGES_FOR_WORKERS = 64
@@ -89,7 +89,7 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         name, weights = encoder.name, encoder.weights
         spec = None
     else:
-        spec = _resolve(model, pretrained)
+        spec = resolve_model(model, pretrained)
         name, weights = spec.name, spec.weights
 
     display = []
@@ -111,14 +111,14 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
             skipped[position] = "file not found"
             continue
         except OSError as exc:
-            skipped[position] = _failure_reason(exc)[0]
+            skipped[position] = failure_reason(exc)[0]
             continue
         if os.path.isdir(path):
             skipped[position] = "is a folder, not an image file"
             continue
         keys.append((position, os.fsencode(os.path.abspath(path)), st.st_size, st.st_mtime_ns, path))
 
-    cache = _open_cache(cache_dir, name, weights) if keys else None
+    cache = open_cache(cache_dir, name, weights) if keys else None
     rows = {}  # position -> float32 vector
     failed = {}  # position -> reason remembered from an earlier run
     try:
@@ -140,7 +140,7 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
 
         if todo:
             if encoder is None:
-                encoder = _load(spec, device)
+                encoder = load_resolved_encoder(spec, device)
             if rows and next(iter(rows.values())).shape[0] != encoder.dim:
                 rows, cached = {}, 0
                 todo = [k for k in keys if k[0] not in failed]
@@ -170,10 +170,10 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
         num_workers = _default_workers(len(todo))
     by_position = {k[0]: k for k in todo}
     device_type = getattr(encoder.device, "type", "cpu")
-    dataset = _ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess,
-                            min_side=decode_side(encoder.preprocess))
+    dataset = ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess,
+                           min_side=decode_side(encoder.preprocess))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_images,
         pin_memory=(device_type == "cuda"),
     )
     out = {}

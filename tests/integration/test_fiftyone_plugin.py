@@ -206,3 +206,42 @@ def test_large_targets_default_to_delegation(installed, ds):
         assert "runs in the background" in _text(_form(big, params={"budget": "1%", "embeddings": "model"}))
     finally:
         big.delete()
+
+
+def test_the_wheel_carries_the_plugin_and_installs_it_without_a_checkout(tmp_path):
+    """Build the wheel, install it into a folder of its own, and install the plugin from those files alone."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    wheels, site, plugins, elsewhere = (tmp_path / name for name in ("wheels", "site", "plugins", "elsewhere"))
+    elsewhere.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), root], check=True, capture_output=True, timeout=600)
+    (wheel,) = wheels.glob("activeft_label-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"activeft_label/app/plugin/fiftyone.yml", "activeft_label/app/plugin/__init__.py"} <= names
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True, timeout=600)
+
+    environment = dict(os.environ, PYTHONPATH=str(site), FIFTYONE_PLUGINS_DIR=str(plugins))
+    script = ("import json, sys\n"
+              "import activeft_label\n"
+              "from click.testing import CliRunner\n"
+              "from activeft_label.cli import main\n"
+              "out = CliRunner().invoke(main, ['fiftyone', 'install-plugin', '--plugins-dir', sys.argv[1]])\n"
+              "import fiftyone.operators as foo, fiftyone.plugins as fop\n"
+              "plugin = next(p for p in fop.list_plugins() if p.name == '@activeft/activeft-label')\n"
+              "print(json.dumps({'package': activeft_label.__file__, 'exit': out.exit_code, 'output': out.output,\n"
+              "                  'operators': plugin.operators, 'listed': [op.uri for op in foo.list_operators()]}))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(plugins)], cwd=elsewhere, env=environment,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["package"].startswith(str(site)), seen["package"]   # the wheel's files, not the checkout
+    assert seen["exit"] == 0, seen["output"]
+    assert sorted(os.listdir(plugins / "activeft-label")) == ["__init__.py", "fiftyone.yml"]
+    assert seen["operators"] == ["select_samples", "push_to_labelstudio", "pull_from_labelstudio"]
+    for name in seen["operators"]:
+        assert f"@activeft/activeft-label/{name}" in seen["listed"]

@@ -8,14 +8,15 @@ import numpy as np
 
 from ...budget import parse_budget
 from ...errors import InputError
-from .defaults import _RESERVED_FIELDS, _RUN_NAME, DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
+from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RESERVED_FIELDS, RUN_MARKER, RUN_NAME_PATTERN
+from .internals import is_generated
 from .results import Preview
-from .target import _holds_vectors, root_dataset, _slug_or_none, embedding_fields, label_fields
+from .target import embedding_fields, holds_vectors, label_fields, root_dataset, slug_or_none
 
 
-def _check_target(collection):
+def check_target(collection):
     media = getattr(collection, "media_type", None)
-    if getattr(collection, "_is_generated", False):
+    if is_generated(collection):
         raise InputError("the target is a generated view (patches, frames or clips); select from the dataset or a "
                          "view of its samples instead")
     if media == "group":
@@ -25,7 +26,7 @@ def _check_target(collection):
         raise InputError(f"the target holds {media} samples; only image datasets can be selected from")
 
 
-def _check_identifier(kind, value, option):
+def check_identifier(kind, value, option):
     if not isinstance(value, str) or not value.strip():
         return f"{kind} must be a non-empty name (set {option})"
     if value != value.strip():
@@ -33,7 +34,7 @@ def _check_identifier(kind, value, option):
     return None
 
 
-def _runs_of(dataset):
+def activeft_runs(dataset):
     """{run key: config dict} of the runs this connector wrote on ``dataset``."""
     runs = {}
     for key in dataset.list_runs():
@@ -51,12 +52,12 @@ def _field_written_by_us(runs, name, kinds):
     return any(cfg.get(kind) == name for cfg in runs.values() for kind in kinds)
 
 
-def _check_writable_field(dataset, name, option, what, expected, runs, kinds):
+def check_writable_field(dataset, name, option, what, expected, runs, kinds):
     """Message if ``name`` cannot be written as ``what``, else None."""
-    message = _check_identifier(what, name, option)
+    message = check_identifier(what, name, option)
     if message:
         return message
-    if name in _RESERVED_FIELDS or name.startswith(("_", "$")) or "." in name:
+    if name in RESERVED_FIELDS or name.startswith(("_", "$")) or "." in name:
         return (f"{what} {name!r} is a field FiftyOne manages itself, a nested path, or a name FiftyOne cannot store "
                 f"(starting with '$'); choose another {option}")
     schema = dataset.get_field_schema()
@@ -72,7 +73,7 @@ def _check_writable_field(dataset, name, option, what, expected, runs, kinds):
     return None
 
 
-def _exclusion_rules(collection, exclude_labeled):
+def exclusion_rules(collection, exclude_labeled):
     """Turn ``exclude_labeled`` into [(kind, name)]; raises InputError for unknown names."""
     if exclude_labeled is None or exclude_labeled == "" or exclude_labeled == []:
         return []
@@ -94,13 +95,13 @@ def _exclusion_rules(collection, exclude_labeled):
                                  f"{item.split('.')[0]!r}, exists); check the spelling of the rest")
             rules.append(("field", item))
         else:
-            fields = ", ".join(label_fields(collection) or [n for n in schema if n not in _RESERVED_FIELDS][:8])
+            fields = ", ".join(label_fields(collection) or [n for n in schema if n not in RESERVED_FIELDS][:8])
             raise InputError(f"exclude_labeled: {item!r} is not a field of the dataset (label fields: "
                              f"{fields or 'none'}); write 'tag:NAME' to exclude samples that carry a tag")
     return rules
 
 
-def _labeled_mask(collection, rules):
+def labeled_mask(collection, rules):
     """Boolean array over ``collection`` (in its order): samples that count as already labeled."""
     n = len(collection)
     mask = np.zeros(n, dtype=bool)
@@ -155,7 +156,7 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
     report = Preview()
     problems = report.problems
     try:
-        _check_target(collection)
+        check_target(collection)
     except InputError as exc:
         problems["view_target"] = str(exc)
         return report
@@ -165,10 +166,10 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
         problems["view_target"] = ("the target view is empty: there is nothing to select from; widen the view or "
                                    "pick another target")
 
-    runs = _runs_of(dataset)
+    runs = activeft_runs(dataset)
     existing = runs.get(run_name) if isinstance(run_name, str) else None
-    message = _check_identifier("the run name", run_name, "run_name")
-    if message is None and not _RUN_NAME.fullmatch(run_name):
+    message = check_identifier("the run name", run_name, "run_name")
+    if message is None and not RUN_NAME_PATTERN.fullmatch(run_name):
         message = (f"run name {run_name!r} must start with a letter and hold only letters a-z, digits and "
                    f"underscores (at most 100 characters), like 'activeft_round2'")
     if message is None and dataset.has_run(run_name) and existing is None:
@@ -181,27 +182,27 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
         # FiftyOne keys saved views by a URL form of the name ('a_b', 'a b' and 'A-B' are all 'a-b') and overwrites
         # any view of the same URL form.
         slug = fou.to_slug(run_name)
-        clash = [v for v in dataset.list_saved_views() if v != run_name and _slug_or_none(v) == slug]
+        clash = [v for v in dataset.list_saved_views() if v != run_name and slug_or_none(v) == slug]
         if clash:
             message = (f"dataset {dataset.name!r} has a saved view {clash[0]!r} that FiftyOne would overwrite with "
                        f"the view of run {run_name!r} (the same URL name {slug!r}); pick another run name")
     if message:
         problems["run_name"] = message
-    message = _check_identifier("the tag", tag, "tag")
+    message = check_identifier("the tag", tag, "tag")
     if message:
         problems["tag"] = message
-    message = _check_writable_field(dataset, rank_field, "rank_field", "rank field", (fo.IntField,), runs,
-                                    ("rank_field",))
+    message = check_writable_field(dataset, rank_field, "rank_field", "rank field", (fo.IntField,), runs,
+                                   ("rank_field",))
     if message:
         problems["rank_field"] = message
 
     rules = []
     try:
-        rules = _exclusion_rules(collection, exclude_labeled)
+        rules = exclusion_rules(collection, exclude_labeled)
     except InputError as exc:
         problems["exclude_labeled"] = str(exc)
     if n and rules:
-        report.fixed_count = int(_labeled_mask(collection, rules).sum())
+        report.fixed_count = int(labeled_mask(collection, rules).sum())
 
     if embeddings_field is not None:
         schema = collection.get_field_schema()
@@ -213,7 +214,7 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
         elif n:
             if check_vectors:
                 try:
-                    _read_vectors(collection, embeddings_field)
+                    read_vectors(collection, embeddings_field)
                 except InputError as exc:
                     problems["embeddings_field"] = str(exc)
             else:
@@ -222,10 +223,10 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
                     problems["embeddings_field"] = _missing_vectors_message(embeddings_field, missing, n)
     else:
         if store_embeddings:
-            message = _check_writable_field(dataset, store_embeddings, "store_embeddings", "embeddings field",
-                                            (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))
+            message = check_writable_field(dataset, store_embeddings, "store_embeddings", "embeddings field",
+                                           (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))
             existing_field = dataset.get_field_schema().get(store_embeddings)
-            if message is None and existing_field is not None and not _holds_vectors(existing_field):
+            if message is None and existing_field is not None and not holds_vectors(existing_field):
                 inner = getattr(existing_field, "field", None)   # a list field: others failed the type check above
                 kind = type(inner).__name__ if inner is not None else "untyped"
                 message = (f"field {store_embeddings!r} is a list of {kind} values, not of numbers; choose another "
@@ -259,7 +260,7 @@ def _missing_vectors_message(name, missing, n):
             f"them with a model")
 
 
-def _read_vectors(collection, name):
+def read_vectors(collection, name):
     """(ids, features) from a vector field; raises InputError for missing values, mixed lengths, NaN."""
     ids, values = collection.values(["id", name])
     n = len(ids)

@@ -10,11 +10,11 @@ DEFAULT_RUN_NAME = "activeft"
 RUN_MARKER = "activeft_label"
 
 #: Fields FiftyOne manages itself; never written here.
-_RESERVED_FIELDS = frozenset({"id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
-                              "media_type", "_media_type", "_rand", "_dataset_id", "frames"})
+RESERVED_FIELDS = frozenset({"id", "_id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
+                             "media_type", "_media_type", "_rand", "_dataset_id", "frames"})
 
 #: Run names: also FiftyOne run keys and saved-view names (ASCII, so that FiftyOne's URL form of the name is not empty).
-_RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
+RUN_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 
 #: Images embedded per call when progress is reported (the encoder is loaded once).
-_PROGRESS_CHUNK = 64
+PROGRESS_CHUNK = 64

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 import fiftyone as fo
 
 from ...errors import InputError
-from .checks import _check_identifier
-from .defaults import _RESERVED_FIELDS
+from .checks import check_identifier
+from .defaults import RESERVED_FIELDS
 from .target import root_dataset
 
 
@@ -39,13 +39,13 @@ def _label_content(label):
 def check_label_field(collection, field_name, label_type, reserved=()):
     """InputError unless ``field_name`` can hold labels of ``label_type`` (absent, or a field of that type)."""
     dataset = root_dataset(collection)
-    message = _check_identifier("label field", field_name, "--label-field")
+    message = check_identifier("label field", field_name, "--label-field")
     if message:
         raise InputError(message)
     if "." in field_name or field_name.startswith("_"):
         raise InputError(f"--label-field {field_name!r} must be a top-level field name (no dots, no leading "
                          f"underscore)")
-    if field_name in _RESERVED_FIELDS or field_name in reserved:
+    if field_name in RESERVED_FIELDS or field_name in reserved:
         raise InputError(f"--label-field {field_name!r} is a field FiftyOne or activeft manages; choose another name")
     schema = dataset.get_field_schema()
     if field_name not in schema:

@@ -5,13 +5,13 @@ import math
 import numpy as np
 
 from ...errors import InputError
-from .checks import _check_target, _exclusion_rules, _labeled_mask, _read_vectors
-from .defaults import _PROGRESS_CHUNK
+from .checks import check_target, exclusion_rules, labeled_mask, read_vectors
+from .defaults import PROGRESS_CHUNK
 from .results import FiftyOnePool
 from .target import embedding_fields
 
 
-def _reporter(progress):
+def progress_reporter(progress):
     """A function (fraction, message) -> None from ``progress`` (callable, bool or None)."""
     if callable(progress):
         return progress
@@ -47,21 +47,21 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
     -------
     FiftyOnePool
     """
-    _check_target(collection)
+    check_target(collection)
     n = len(collection)
     if n == 0:
         raise InputError("the target view is empty: there is nothing to select from; widen the view or pick "
                          "another target")
-    rules = _exclusion_rules(collection, exclude_labeled)
-    labeled = _labeled_mask(collection, rules) if rules else np.zeros(n, dtype=bool)
-    report = _reporter(progress)
+    rules = exclusion_rules(collection, exclude_labeled)
+    labeled = labeled_mask(collection, rules) if rules else np.zeros(n, dtype=bool)
+    report = progress_reporter(progress)
 
     if embeddings_field is not None:
         if embeddings_field not in collection.get_field_schema():
             raise InputError(f"the target has no field {embeddings_field!r} (vector fields: "
                              f"{', '.join(embedding_fields(collection)) or 'none'})")
         report(0.0, f"reading embeddings from field {embeddings_field!r}")
-        ids, features = _read_vectors(collection, embeddings_field)
+        ids, features = read_vectors(collection, embeddings_field)
         paths = collection.values("filepath")
         return FiftyOnePool(sample_ids=ids, filepaths=list(paths), features=features,
                             fixed=np.flatnonzero(labeled).astype(np.int64), skipped=[], target_size=n,
@@ -75,7 +75,7 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
     options = dict(batch_size=batch_size, num_workers=num_workers, device=device, cache_dir=cache_dir)
     if callable(progress):
         # Embed in chunks to report progress; load the encoder once, and only when the cache does not have it all.
-        chunk = max(_PROGRESS_CHUNK, math.ceil(n / 50))
+        chunk = max(PROGRESS_CHUNK, math.ceil(n / 50))
         encoder, parts, kept, skipped, cached = None, [], [], [], 0
         name, weights = model, pretrained
         with large_blocks_stay_in_heap():           # one heap setting for all chunks, not one per call

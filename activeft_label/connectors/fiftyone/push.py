@@ -5,9 +5,9 @@ import json
 import fiftyone as fo
 import numpy as np
 
-from ... import __version__
 from ...errors import InputError
-from .checks import _check_writable_field, _runs_of, preview
+from ...version import __version__
+from .checks import activeft_runs, check_writable_field, preview
 from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
 from .results import SelectionSummary
 from .target import root_dataset
@@ -18,7 +18,7 @@ def get_run(dataset, run_name=DEFAULT_RUN_NAME):
 
     Returns None when the dataset has no activeft run of that name.
     """
-    runs = _runs_of(dataset)
+    runs = activeft_runs(dataset)
     if run_name not in runs:
         return None
     record = dict(runs[run_name])
@@ -29,7 +29,7 @@ def get_run(dataset, run_name=DEFAULT_RUN_NAME):
 
 def list_runs(dataset):
     """Names of the activeft runs recorded on ``dataset``."""
-    return sorted(_runs_of(dataset))
+    return sorted(activeft_runs(dataset))
 
 
 def _run_results(dataset, key):
@@ -94,7 +94,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     fixed_ids = {pool.sample_ids[int(i)] for i in pool.fixed}
 
     previous = get_run(dataset, run_name) or {}
-    other_runs = {key: cfg for key, cfg in _runs_of(dataset).items() if key != run_name}
+    other_runs = {key: cfg for key, cfg in activeft_runs(dataset).items() if key != run_name}
     keep_tag, keep_rank = set(), set()
     for key, cfg in other_runs.items():
         ids = set(_run_results(dataset, key).get("sample_ids", []))
@@ -164,9 +164,9 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
 def write_embeddings(collection, pool, field_name):
     """Store the pool's computed embeddings in ``field_name`` (a vector field) of the dataset."""
     dataset = root_dataset(collection)
-    runs = _runs_of(dataset)
-    message = _check_writable_field(dataset, field_name, "store_embeddings", "embeddings field",
-                                    (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))
+    runs = activeft_runs(dataset)
+    message = check_writable_field(dataset, field_name, "store_embeddings", "embeddings field",
+                                   (fo.VectorField, fo.ArrayField, fo.ListField), runs, ("store_embeddings",))
     if message:
         raise InputError(message)
     dataset.set_values(field_name, {sid: pool.features[i] for i, sid in enumerate(pool.sample_ids)}, key_field="id")

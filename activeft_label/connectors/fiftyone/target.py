@@ -6,7 +6,8 @@ import fiftyone as fo
 import fiftyone.core.utils as fou
 
 from ...errors import InputError
-from .defaults import _RESERVED_FIELDS
+from .defaults import RESERVED_FIELDS
+from .internals import root_dataset_of, view_with_stages
 
 
 def resolve_view(dataset, saved_view=None, view_stages=None):
@@ -70,7 +71,7 @@ def resolve_view(dataset, saved_view=None, view_stages=None):
         for stage in stages:
             _check_stage(stage)
         try:
-            built = fo.DatasetView._build(dataset, view._serialize() + stages)
+            built = view_with_stages(dataset, view, stages)
             len(built)  # runs the pipeline: a stage that does not fit the dataset fails here
         except Exception as exc:  # FiftyOne raises many types for bad stages
             raise InputError(f"the view stages cannot be applied to dataset {dataset.name!r}: {_short(exc)}") from None
@@ -102,7 +103,7 @@ def _check_stage(stage):
                          f"{example}")
 
 
-def _slug_or_none(name):
+def slug_or_none(name):
     try:
         return fou.to_slug(name)
     except ValueError:
@@ -111,21 +112,21 @@ def _slug_or_none(name):
 
 def root_dataset(collection):
     """The dataset a view (or a dataset) belongs to: where runs, saved views and custom info are stored."""
-    return collection._root_dataset if hasattr(collection, "_root_dataset") else collection
+    return root_dataset_of(collection)
 
 
 def embedding_fields(collection):
     """Names of the top-level fields that can hold embeddings (vector, array or list-of-number fields)."""
     names = []
     for name, fld in collection.get_field_schema().items():
-        if name in _RESERVED_FIELDS or name.startswith("_"):
+        if name in RESERVED_FIELDS or name.startswith("_"):
             continue
-        if _holds_vectors(fld):
+        if holds_vectors(fld):
             names.append(name)
     return names
 
 
-def _holds_vectors(fld):
+def holds_vectors(fld):
     """Whether a field can hold embeddings: a vector or array field, or a list of numbers."""
     if isinstance(fld, (fo.VectorField, fo.ArrayField)):
         return True

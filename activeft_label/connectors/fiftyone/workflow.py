@@ -5,7 +5,7 @@ import time
 from ...errors import InputError
 from .checks import preview
 from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG
-from .pull import _reporter, pull
+from .pull import progress_reporter, pull
 from .push import push, write_embeddings
 
 
@@ -61,7 +61,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
     from ...selection import select as run_selection
 
     started = time.perf_counter()
-    report = _reporter(progress)
+    report = progress_reporter(progress)
     if store_embeddings and embeddings_field:
         raise InputError("store_embeddings only applies when embeddings are computed; leave out embeddings_field "
                          "or store_embeddings")

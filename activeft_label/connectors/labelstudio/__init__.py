@@ -48,7 +48,8 @@ push that failed half-way is completed by running it again.
 Modules
 -------
 :mod:`.fields` (what the connector writes into tasks), :mod:`.client`
-(connection, retries, errors), :mod:`.projects`, :mod:`.pull` (tasks and
+(connection), :mod:`._http` (retries, errors), :mod:`.sdk_internals` (the
+SDK's private names it needs), :mod:`.projects`, :mod:`.pull` (tasks and
 their images into a pool), :mod:`.push` (a ranking into a project),
 :mod:`.annotations` (labels back out), :mod:`.local_images` (a project
 from local files) and :mod:`.prioritize` (the whole job on an existing

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from ...errors import ActiveFTError, InputError
-from .client import _request
+from ._http import request_json
 from .fields import ID_FIELD
 
 #: Control tags whose results :func:`read_annotations` understands, and the kind of label each gives.
@@ -70,9 +70,9 @@ class TaskAnnotation:
 
 def export_tasks(conn, project_id):
     """Every task of a project with its annotations, in one request (Label Studio's JSON export)."""
-    answer = _request(conn, "GET", f"/api/projects/{int(project_id)}/export",
-                      f"export the annotations of project {project_id}",
-                      params={"exportType": "JSON", "download_all_tasks": "true"})
+    answer = request_json(conn, "GET", f"/api/projects/{int(project_id)}/export",
+                          f"export the annotations of project {project_id}",
+                          params={"exportType": "JSON", "download_all_tasks": "true"})
     if not isinstance(answer, list):
         raise ActiveFTError(f"unexpected export from {conn.url} for project {project_id}: not a list of tasks")
     return answer

@@ -6,10 +6,10 @@ import os
 import urllib.parse
 
 from ...errors import ActiveFTError, InputError
-from .client import _api, _as_dict, _bar, _request, _TooManyFiles
+from ._http import TooManyFiles, as_dict, call_sdk, progress_bar, request_json
 from .fields import IMAGE_FIELD, VIEW_TITLE
 from .projects import label_config, open_project
-from .push import IMPORT_BATCH, _existing_by_id, _import_batch, push_project
+from .push import IMPORT_BATCH, import_task_batch, push_project, tasks_by_stable_id
 
 
 def upload_images(conn, project_id, paths, *, progress=True):
@@ -21,13 +21,13 @@ def upload_images(conn, project_id, paths, *, progress=True):
     copy of a file on the server (harmless).
     """
     urls = []
-    bar = _bar(progress, len(paths), "Uploading images", "img")
+    bar = progress_bar(progress, len(paths), "Uploading images", "img")
     start = 0
     while start < len(paths):
         chunk = paths[start:start + conn.upload_batch]
         try:
             urls.extend(_upload_chunk(conn, project_id, chunk))
-        except _TooManyFiles:
+        except TooManyFiles:
             if conn.upload_batch == 1:
                 raise ActiveFTError("Label Studio refuses even one uploaded file per request; use --images "
                                     "local-files") from None
@@ -50,9 +50,9 @@ def _upload_chunk(conn, project_id, chunk):
             handles.append(handle)
             mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
             files.append((f"file{i}", (os.path.basename(path), handle, mime)))  # distinct field names: one per file
-        answer = _request(conn, "POST", f"/api/projects/{int(project_id)}/import",
-                          f"upload images to project {project_id}", params={"commit_to_project": "false"},
-                          files=files)
+        answer = request_json(conn, "POST", f"/api/projects/{int(project_id)}/import",
+                              f"upload images to project {project_id}", params={"commit_to_project": "false"},
+                              files=files)
     finally:
         for handle in handles:
             handle.close()
@@ -60,8 +60,8 @@ def _upload_chunk(conn, project_id, chunk):
     if len(upload_ids) != len(chunk):
         raise ActiveFTError(f"Label Studio stored {len(upload_ids)} of {len(chunk)} uploaded images; "
                             f"run the command again")
-    listed = _request(conn, "GET", f"/api/projects/{int(project_id)}/file-uploads", "list uploaded files",
-                      params={"ids": json.dumps(upload_ids)})
+    listed = request_json(conn, "GET", f"/api/projects/{int(project_id)}/file-uploads", "list uploaded files",
+                          params={"ids": json.dumps(upload_ids)})
     stored = {int(entry["id"]): entry["file"] for entry in listed}
     missing = [upload_id for upload_id in upload_ids if int(upload_id) not in stored]
     if missing:
@@ -75,14 +75,14 @@ def _local_files_refs(conn, project_id, paths, document_root):
     root = os.path.realpath(document_root)
     real = [os.path.realpath(p) for p in paths]
     folder = os.path.commonpath([os.path.dirname(p) for p in real])
-    storages = [_as_dict(s) for s in _api(conn, "list local storages", conn.client.import_storage.local.list,
-                                          project=int(project_id))]
+    storages = [as_dict(s) for s in call_sdk(conn, "list local storages", conn.client.import_storage.local.list,
+                                             project=int(project_id))]
     covered = any(os.path.commonpath([os.path.realpath(s.get("path") or "/"), folder])
                   == os.path.realpath(s.get("path") or "/") for s in storages if s.get("path"))
     if not covered:
-        _api(conn, "connect local-files storage", conn.client.import_storage.local.create, project=int(project_id),
-             path=folder, use_blob_urls=True, title="activeft images",
-             description="Serves the images of the ActiveFT selection (not synced: tasks are imported by activeft)")
+        call_sdk(conn, "connect local-files storage", conn.client.import_storage.local.create, project=int(project_id),
+                 path=folder, use_blob_urls=True, title="activeft images",
+                 description="Serves the images of the ActiveFT selection (not synced: tasks are imported by activeft)")
     return ["/data/local-files/?d=" + urllib.parse.quote(os.path.relpath(p, root)) for p in real]
 
 
@@ -156,7 +156,7 @@ def push_images(conn, project_id, entries, *, images="auto", document_root=None,
         if document_root and not _outside_root([e["path"] for e in entries], document_root):
             images = "local-files"
 
-    listing = _existing_by_id(conn, project_id)
+    listing = tasks_by_stable_id(conn, project_id)
     by_id = listing[0]
     need = [entry for entry in entries if str(entry["id"]) not in by_id]
     refs = {}
@@ -172,15 +172,15 @@ def push_images(conn, project_id, entries, *, images="auto", document_root=None,
     uploaded = 0
     if need and images == "upload":
         # Upload and import chunk by chunk, so an interruption leaves few unused files behind.
-        bar = _bar(progress, len(need), "Uploading images", "img")
+        bar = progress_bar(progress, len(need), "Uploading images", "img")
         start = 0
         while start < len(need):
             chunk = need[start:start + min(conn.upload_batch, batch_size)]
             start += len(chunk)
             urls = upload_images(conn, project_id, [e["path"] for e in chunk], progress=False)
             uploaded += len(urls)
-            _import_batch(conn, project_id, [{"id": str(e["id"]), "rank": int(e["rank"]),
-                                              "data": {field: url}} for e, url in zip(chunk, urls)])
+            import_task_batch(conn, project_id, [{"id": str(e["id"]), "rank": int(e["rank"]),
+                                                  "data": {field: url}} for e, url in zip(chunk, urls)])
             if bar:
                 bar.update(len(chunk))
         if bar:

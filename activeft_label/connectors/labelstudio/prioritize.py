@@ -3,9 +3,9 @@
 from ...errors import InputError
 from .fields import ID_FIELD, MODEL_VERSION, RANK_FIELD
 from .projects import (
-    TITLE_LENGTH, _normalize_config, check_title, create_project, find_project, get_project, project_url,
+    TITLE_LENGTH, check_title, create_project, find_project, get_project, normalize_config, project_url,
 )
-from .pull import _ref_kind, embed_tasks, image_field, pull_tasks, stable_id
+from .pull import embed_tasks, image_field, image_ref_kind, pull_tasks, stable_id
 from .push import push_project, push_view
 
 
@@ -88,7 +88,7 @@ def prioritize(conn, project_id, budget, *, mode="view", view=None, field=None, 
             task = pool.tasks[int(pool.rows[row])]
             data = {key: value for key, value in task["data"].items() if key != RANK_FIELD}
             items.append({"id": pool.ids[row], "rank": rank, "data": data})
-        cloud = sum(1 for item in items if _ref_kind(item["data"].get(name)) == "storage")
+        cloud = sum(1 for item in items if image_ref_kind(item["data"].get(name)) == "storage")
         if cloud:
             warnings.append(f"{cloud} selected task(s) reference cloud storage; connect the same storage to project "
                             f"{target['id']} (no sync needed) so Label Studio can resolve their images")
@@ -112,7 +112,7 @@ def _reusable_copy_target(conn, source, title, source_tasks=None):
     where = f"a project titled {title!r} already exists ({project_url(conn, target['id'])})"
     if int(target["id"]) == int(source["id"]):
         raise InputError(f"--title {title!r} names the source project itself; choose another title")
-    if _normalize_config(target.get("label_config")) != _normalize_config(source.get("label_config")):
+    if normalize_config(target.get("label_config")) != normalize_config(source.get("label_config")):
         raise InputError(f"{where} with another label config than project {source['id']}; choose another --title")
     if source_tasks is None:
         source_tasks = pull_tasks(conn, source["id"])

@@ -4,7 +4,7 @@ import re
 from xml.sax.saxutils import quoteattr
 
 from ...errors import InputError
-from .client import _api, _as_dict
+from ._http import as_dict, call_sdk
 from .fields import IMAGE_FIELD
 
 
@@ -24,16 +24,16 @@ def get_project(conn, project_id):
         raise InputError(f"project id must be a whole number above 0, got {project_id}")
     not_found = (f"Label Studio at {conn.url} has no project {project_id} that the API key's user can see; "
                  f"the id is the number in the project's URL ({conn.url}/projects/ID)")
-    project = _api(conn, f"read project {project_id}", conn.client.projects.get, id=project_id, not_found=not_found)
-    return _as_dict(project)
+    project = call_sdk(conn, f"read project {project_id}", conn.client.projects.get, id=project_id, not_found=not_found)
+    return as_dict(project)
 
 
 def find_project(conn, title):
     """The projects titled exactly ``title`` (a list of dicts, oldest first)."""
-    pager = _api(conn, "list projects", conn.client.projects.list, title=title, page_size=100)
+    pager = call_sdk(conn, "list projects", conn.client.projects.list, title=title, page_size=100)
     found = []
-    for project in _api(conn, "list projects", list, pager):
-        project = _as_dict(project)
+    for project in call_sdk(conn, "list projects", list, pager):
+        project = as_dict(project)
         if project.get("title") == title:
             found.append(project)
     return sorted(found, key=lambda p: p["id"])
@@ -87,12 +87,12 @@ def check_title(title):
 def create_project(conn, title, config, description=""):
     """Create a project on "Sequential sampling"; returns it as a dict."""
     check_title(title)
-    project = _api(conn, f"create project {title!r}", conn.client.projects.create, title=title, label_config=config,
-                   description=description, sampling="Sequential sampling", retry=False)
-    project = _as_dict(project)
+    project = call_sdk(conn, f"create project {title!r}", conn.client.projects.create, title=title, label_config=config,
+                       description=description, sampling="Sequential sampling", retry=False)
+    project = as_dict(project)
     if project.get("sampling") != "Sequential sampling":
-        _api(conn, "set sequential sampling", conn.client.projects.update, id=project["id"],
-             sampling="Sequential sampling")
+        call_sdk(conn, "set sequential sampling", conn.client.projects.update, id=project["id"],
+                 sampling="Sequential sampling")
     return project
 
 
@@ -118,8 +118,8 @@ def open_project(conn, title, labels, task="classification", description=""):
 def has_label_config(project, labels, task="classification"):
     """Whether ``project``'s label config is the one :func:`label_config` makes of ``labels``/``task`` (whitespace
     aside)."""
-    return _normalize_config(project.get("label_config")) == _normalize_config(label_config(labels, task))
+    return normalize_config(project.get("label_config")) == normalize_config(label_config(labels, task))
 
 
-def _normalize_config(config):
+def normalize_config(config):
     return re.sub(r"\s+", "", config or "")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import InputError
-from .client import _api, _as_dict, _auth, _bar, _is_transient_status, _sleep_before_retry
+from ._http import as_dict, authorization_headers, call_sdk, is_transient_status, progress_bar, sleep_before_retry
 from .fields import ID_FIELD, IMAGE_FIELD
 from .projects import get_project, project_url
 
@@ -35,7 +35,7 @@ def pull_tasks(conn, project_id, view=None, *, resolve_uri=False, page_size=PAGE
     kwargs = {"project": int(project_id), "fields": "task_only", "include": "id,data,total_annotations",
               "resolve_uri": resolve_uri, "page_size": page_size}
     if view is not None:
-        views = {int(_as_dict(v)["id"]) for v in _api(conn, f"list the views of project {project_id}",
+        views = {int(as_dict(v)["id"]) for v in call_sdk(conn, f"list the views of project {project_id}",
                                                          conn.client.views.list, project=int(project_id))}
         if int(view) not in views:
             raise InputError(f"project {project_id} has no Data Manager view {view}; the view id is the 'tab' "
@@ -45,12 +45,12 @@ def pull_tasks(conn, project_id, view=None, *, resolve_uri=False, page_size=PAGE
     def fetch():
         tasks = []
         for task in conn.client.tasks.list(**kwargs):
-            task = _as_dict(task) if not isinstance(task, dict) else task
+            task = as_dict(task) if not isinstance(task, dict) else task
             tasks.append({"id": int(task["id"]), "data": dict(task.get("data") or {}),
                           "annotations": int(task.get("total_annotations") or 0)})
         return tasks
 
-    return _api(conn, what, fetch)
+    return call_sdk(conn, what, fetch)
 
 
 def image_field(config, tasks=(), field=None):
@@ -74,7 +74,7 @@ def image_field(config, tasks=(), field=None):
                      "pass --image-field NAME (the task data field that holds the image URL)")
 
 
-def _ref_kind(ref):
+def image_ref_kind(ref):
     if not isinstance(ref, str) or not ref.strip():
         return None
     ref = ref.strip()
@@ -100,18 +100,18 @@ def _fetch(conn, url, max_redirects=5):
 
     for _ in range(max_redirects + 1):
         ours = conn.same_origin(url)
-        headers = _auth(conn, "fetch an image") if ours else {}
+        headers = authorization_headers(conn, "fetch an image") if ours else {}
         retries = conn.retries if ours else min(conn.retries, 1)  # other hosts: one retry (a dead host costs little)
         for attempt in range(retries + 1):
             try:
                 response = conn.http.get(url, headers=headers)
             except httpx.HTTPError as exc:
                 if attempt < retries and isinstance(exc, httpx.TransportError):
-                    _sleep_before_retry(conn, attempt)
+                    sleep_before_retry(conn, attempt)
                     continue
                 raise _Broken(conn.scrub(f"{type(exc).__name__}: {exc}")[:200]) from None
-            if _is_transient_status(response.status_code) and attempt < retries:
-                _sleep_before_retry(conn, attempt)
+            if is_transient_status(response.status_code) and attempt < retries:
+                sleep_before_retry(conn, attempt)
                 continue
             break
         if response.is_redirect and response.headers.get("location"):
@@ -205,7 +205,7 @@ def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, dev
     skipped, wanted = [], []
     for position, task in enumerate(tasks):
         ref = task["data"].get(field)
-        kind = _ref_kind(ref)
+        kind = image_ref_kind(ref)
         if kind is None:
             skipped.append((task["id"], f"no image in data field {field!r}"))
         elif kind == "unknown":
@@ -287,7 +287,7 @@ def _download_all(conn, tasks, wanted, resolved, folder, workers, progress):
                 url = ref
                 if kind == "storage":
                     url = resolved.get(tasks[position]["id"]) or ""
-                    if _ref_kind(url) not in ("server", "http"):
+                    if image_ref_kind(url) not in ("server", "http"):
                         raise _Broken("Label Studio could not resolve this cloud storage URI; connect the storage "
                                       "to the project")
                 if url.startswith("/"):
@@ -302,7 +302,7 @@ def _download_all(conn, tasks, wanted, resolved, folder, workers, progress):
         return position, path
 
     results = {}
-    bar = _bar(progress, len(wanted), "Fetching images", "img")
+    bar = progress_bar(progress, len(wanted), "Fetching images", "img")
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
         for position, outcome in pool.map(one, wanted):
             results[position] = outcome

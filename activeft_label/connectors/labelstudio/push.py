@@ -4,7 +4,7 @@ import concurrent.futures
 from dataclasses import dataclass, field
 
 from ...errors import ActiveFTError, InputError
-from .client import _api, _as_dict, _bar, _http_error, _is_transient_status, _sleep_before_retry, _transport_error
+from ._http import as_dict, call_sdk, http_error, is_transient_status, progress_bar, sleep_before_retry, transport_error
 from .fields import ID_FIELD, MODEL_VERSION, RANK_FIELD, VIEW_TITLE
 from .projects import get_project, project_url
 from .pull import pull_tasks
@@ -41,7 +41,7 @@ class PushReport:
     task_ids: dict = field(default_factory=dict)
 
 
-def _existing_by_id(conn, project_id):
+def tasks_by_stable_id(conn, project_id):
     """Tasks of a project by their stable id, and every task by task id."""
     tasks = pull_tasks(conn, project_id)
     by_id = {}
@@ -59,9 +59,9 @@ def _patch_many(conn, updates, what, progress, workers=4):
 
     def one(item):
         task_id, data = item
-        _api(conn, f"update task {task_id}", conn.client.tasks.update, id=str(task_id), data=data)
+        call_sdk(conn, f"update task {task_id}", conn.client.tasks.update, id=str(task_id), data=data)
 
-    bar = _bar(progress, len(updates), what, "task")
+    bar = progress_bar(progress, len(updates), what, "task")
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         for _ in pool.map(one, updates):
             if bar:
@@ -106,18 +106,18 @@ def ensure_priority_view(conn, project_id, title=VIEW_TITLE):
             {"filter": f"filter:{column}", "operator": "greater", "type": "Number", "value": 0}]},
         "columnsDisplayType": {column: "Number"},
     }
-    views = [_as_dict(v) for v in _api(conn, f"list the views of project {project_id}", conn.client.views.list,
-                                       project=int(project_id))]
+    views = [as_dict(v) for v in call_sdk(conn, f"list the views of project {project_id}", conn.client.views.list,
+                                          project=int(project_id))]
     ours = sorted((v for v in views if (v.get("data") or {}).get("title") == title), key=lambda v: v["id"])
     if ours:
         view_id = int(ours[0]["id"])
-        _api(conn, f"update view {view_id}", conn.client.views.update, id=str(view_id), project=int(project_id),
-             data=data)
+        call_sdk(conn, f"update view {view_id}", conn.client.views.update, id=str(view_id), project=int(project_id),
+                 data=data)
         for extra in ours[1:]:
-            _api(conn, f"delete view {extra['id']}", conn.client.views.delete, id=str(extra["id"]))
+            call_sdk(conn, f"delete view {extra['id']}", conn.client.views.delete, id=str(extra["id"]))
         return view_id
-    view = _as_dict(_api(conn, f"create the {title!r} view", conn.client.views.create, project=int(project_id),
-                         data=data))
+    view = as_dict(call_sdk(conn, f"create the {title!r} view", conn.client.views.create, project=int(project_id),
+                            data=data))
     return int(view["id"])
 
 
@@ -127,9 +127,9 @@ def _sync_predictions(conn, project_id, ranks, model_version, progress):
     wanted = {task_id: round(rank / (total + 1), 6) for task_id, rank in ranks.items()}
     existing = {}
     stale = []
-    for prediction in _api(conn, f"list the predictions of project {project_id}", conn.client.predictions.list,
-                           project=int(project_id)):
-        prediction = _as_dict(prediction)
+    for prediction in call_sdk(conn, f"list the predictions of project {project_id}", conn.client.predictions.list,
+                               project=int(project_id)):
+        prediction = as_dict(prediction)
         if prediction.get("model_version") != model_version:
             continue
         task_id = int(prediction["task"])
@@ -144,9 +144,9 @@ def _sync_predictions(conn, project_id, ranks, model_version, progress):
         conn.client.projects.import_predictions(id=int(project_id), request=pending)
 
     def still_missing(pending):
-        have = {int(_as_dict(p)["task"]) for p in _api(conn, "list predictions", conn.client.predictions.list,
-                                                       project=int(project_id))
-                if _as_dict(p).get("model_version") == model_version}
+        have = {int(as_dict(p)["task"]) for p in call_sdk(conn, "list predictions", conn.client.predictions.list,
+                                                          project=int(project_id))
+                if as_dict(p).get("model_version") == model_version}
         return [p for p in pending if p["task"] not in have]
 
     for start in range(0, len(create), IMPORT_BATCH):
@@ -157,8 +157,8 @@ def _sync_predictions(conn, project_id, ranks, model_version, progress):
                if abs(float(p.get("score") or 0) - wanted[task_id]) > 1e-9]
 
     def update(item):
-        _api(conn, "update a prediction", conn.client.predictions.update, id=int(item[0]), score=item[1],
-             model_version=model_version)
+        call_sdk(conn, "update a prediction", conn.client.predictions.update, id=int(item[0]), score=item[1],
+                 model_version=model_version)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(update, rescore))
@@ -166,15 +166,15 @@ def _sync_predictions(conn, project_id, ranks, model_version, progress):
     changed += len(rescore) + len(stale)
     project = get_project(conn, project_id)
     if project.get("model_version") != model_version:
-        _api(conn, "set the project's model version", conn.client.projects.update, id=int(project_id),
-             model_version=model_version)
+        call_sdk(conn, "set the project's model version", conn.client.projects.update, id=int(project_id),
+                 model_version=model_version)
     return changed
 
 
 def _delete_prediction(conn, prediction_id):
     try:
-        _api(conn, "delete a prediction", conn.client.predictions.delete, id=int(prediction_id),
-             not_found="gone")
+        call_sdk(conn, "delete a prediction", conn.client.predictions.delete, id=int(prediction_id),
+                 not_found="gone")
     except InputError as exc:
         if str(exc) != "gone":
             raise
@@ -204,7 +204,7 @@ def push_view(conn, project_id, ranking, *, stable_ids=None, predictions=False, 
     """
     project_id = int(project_id)
     stable_ids = stable_ids or {}
-    _, all_tasks = _existing_by_id(conn, project_id)
+    _, all_tasks = tasks_by_stable_id(conn, project_id)
     missing = sorted(set(ranking) - set(all_tasks))
     if missing:
         raise InputError(f"project {project_id} has no task(s) {missing[:5]}; pull the project again")
@@ -252,21 +252,21 @@ def push_project(conn, project_id, items, *, batch_size=IMPORT_BATCH, prediction
     ids = [str(item["id"]) for item in items]
     if len(set(ids)) != len(ids):
         raise InputError("the items to push have duplicate ids")
-    by_id, all_tasks = _listing or _existing_by_id(conn, project_id)
+    by_id, all_tasks = _listing or tasks_by_stable_id(conn, project_id)
     report = PushReport(project_id=project_id)
     ordered = sorted(items, key=lambda item: int(item["rank"]))
     todo = [item for item in ordered if str(item["id"]) not in by_id]
-    bar = _bar(progress, len(todo), "Importing tasks", "task")
+    bar = progress_bar(progress, len(todo), "Importing tasks", "task")
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        _import_batch(conn, project_id, batch)
+        import_task_batch(conn, project_id, batch)
         if bar:
             bar.update(len(batch))
     if bar:
         bar.close()
     report.created = len(todo)
     if todo:
-        by_id, all_tasks = _existing_by_id(conn, project_id)
+        by_id, all_tasks = tasks_by_stable_id(conn, project_id)
     wanted, extra = {}, {}
     for item in ordered:
         task = by_id.get(str(item["id"]))
@@ -288,7 +288,7 @@ def push_project(conn, project_id, items, *, batch_size=IMPORT_BATCH, prediction
     return report
 
 
-def _import_batch(conn, project_id, batch):
+def import_task_batch(conn, project_id, batch):
     """Import one batch of items (with rank and id in their data); safe to retry after a lost answer."""
 
     def send(pending):
@@ -297,7 +297,7 @@ def _import_batch(conn, project_id, batch):
         conn.client.projects.import_tasks(id=project_id, request=payload, return_task_ids=True)
 
     def still_missing(pending):
-        by_id, _ = _existing_by_id(conn, project_id)
+        by_id, _ = tasks_by_stable_id(conn, project_id)
         return [item for item in pending if str(item["id"]) not in by_id]
 
     _create_once(conn, f"import tasks into project {project_id}", send, still_missing, list(batch))
@@ -318,12 +318,12 @@ def _create_once(conn, what, send, still_missing, pending):
             return
         except ApiError as exc:
             status = exc.status_code or 0
-            if not _is_transient_status(status) or attempt == conn.retries:
-                raise _http_error(conn, what, status, exc.body) from None
+            if not is_transient_status(status) or attempt == conn.retries:
+                raise http_error(conn, what, status, exc.body) from None
         except httpx.HTTPError as exc:
             if not isinstance(exc, httpx.TransportError) or attempt == conn.retries:
-                raise _transport_error(conn, what, exc) from None
-        _sleep_before_retry(conn, attempt)
+                raise transport_error(conn, what, exc) from None
+        sleep_before_retry(conn, attempt)
         pending = still_missing(pending)
         if not pending:
             return
