@@ -1,4 +1,4 @@
-"""The FiftyOne App operator ``select_samples``: a form over :mod:`.fiftyone`.
+"""The FiftyOne App operator ``select_samples``: a form over :mod:`activeft_label.connectors.fiftyone`.
 
 The plugin (``activeft_label/app/plugin/``, installed with ``activeft
 fiftyone install-plugin``) only imports :mod:`activeft_label.app` and calls
@@ -38,7 +38,9 @@ import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionOptions
 
 from ..embeddings import DEFAULT_MODEL
+from ..embeddings.options import EmbeddingOptions
 from ..selection import METHODS
+from ..selection.options import SelectionOptions
 from ..connectors import fiftyone as connector
 
 #: Above this many samples to embed, the form proposes a delegated (background) run.
@@ -88,12 +90,13 @@ def run_options(ctx, size):
         # Absent: the form's default, the target's first vector field.
         options["embeddings_field"] = params.get("embeddings_field") or (vector_fields[0] if vector_fields else None)
     else:
-        options["model"] = params.get("model") or DEFAULT_MODEL
-        options["pretrained"] = params.get("pretrained") or None
-        options["store_embeddings"] = params.get("store_embeddings") or None
-    for name in ("method", "temperature", "iterations", "seed", "center"):
-        if params.get(name) is not None:
-            options[name] = params[name]
+        embedding = EmbeddingOptions(model=params.get("model") or DEFAULT_MODEL,
+                                     pretrained=params.get("pretrained") or None)
+        options.update(embedding.as_kwargs(), store_embeddings=params.get("store_embeddings") or None)
+    # The form's advanced settings; the rest of the selection keeps SelectionOptions' defaults.
+    given = {name: params[name] for name in ("method", "temperature", "iterations", "seed", "center")
+             if params.get(name) is not None}
+    options.update(SelectionOptions(**given).as_kwargs())
     return options
 
 

@@ -1,4 +1,4 @@
-"""FiftyOne App operators ``push_to_labelstudio`` and ``pull_from_labelstudio``: forms over :mod:`.sync`.
+"""FiftyOne App operators ``push_to_labelstudio`` and ``pull_from_labelstudio``: forms over :mod:`activeft_label.sync`.
 
 Registered by :func:`activeft_label.app.register` next to ``select_samples``.
 The Label Studio server and key come from the plugin's secrets

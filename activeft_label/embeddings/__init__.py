@@ -37,12 +37,15 @@ Modules
 them), :mod:`.encoders` (loading them), :mod:`.images` (reading image
 files), :mod:`.cache`, :mod:`.heap` (glibc's allocator kept from mapping
 every large activation afresh: 3× faster on the CPU) and :mod:`.embed`
-(:func:`embed_images`).
+(:func:`embed_images`); :mod:`.options` holds :class:`EmbeddingOptions`,
+the settings every face builds once and passes down.
 """
 
 from .cache import default_cache_dir
 from .embed import EmbeddingResult, embed_images
 from .encoders import Encoder, load_encoder
 from .names import DEFAULT_MODEL
+from .options import EmbeddingOptions
 
-__all__ = ["DEFAULT_MODEL", "Encoder", "EmbeddingResult", "load_encoder", "embed_images", "default_cache_dir"]
+__all__ = ["DEFAULT_MODEL", "Encoder", "EmbeddingOptions", "EmbeddingResult", "load_encoder", "embed_images",
+           "default_cache_dir"]

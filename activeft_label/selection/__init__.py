@@ -2,7 +2,8 @@
 
 The public entry point is :func:`select`; the optimizer itself lives in
 :mod:`.activeft`, the baselines in :mod:`.baselines`, the priority order in
-:mod:`.ranking`.  Nothing here knows where features came from.
+:mod:`.ranking`, the settings every face passes down in :mod:`.options`
+(:class:`SelectionOptions`).  Nothing here knows where features came from.
 """
 
 #: Selection methods: ActiveFT and the baselines.
@@ -11,11 +12,11 @@ METHODS = ("activeft", "random", "kmeans", "coreset", "probcover", "typiclust")
 LOSS_FORMS = ("released", "paper")
 DEFAULT_LOSS = "released"
 
-__all__ = ["select", "SelectionResult", "METHODS", "LOSS_FORMS", "DEFAULT_LOSS", "resolve_device",
-           "check_features", "unit_rows"]
+__all__ = ["select", "SelectionResult", "SelectionOptions", "METHODS", "LOSS_FORMS", "DEFAULT_LOSS",
+           "resolve_device", "check_features", "unit_rows"]
 
 # The rest needs torch: loaded on first use (PEP 562), so the constants above come without it.
-_LAZY = {"select": ".api", "SelectionResult": ".result", "resolve_device": "..devices",
+_LAZY = {"select": ".api", "SelectionResult": ".result", "SelectionOptions": ".options", "resolve_device": "..devices",
          "check_features": "._common", "unit_rows": "._common"}
 
 

@@ -26,8 +26,9 @@ Three steps, each a function of its own, and one function that runs them:
     Everything is validated before anything is written: when it raises,
     the dataset is as it was.
 
-The command line (``activeft fiftyone select``) and the App operator
-(``plugin/``) are thin faces over these functions.  Nothing here knows about
+The command line (``activeft fiftyone select``, :mod:`activeft_label.cli`)
+and the App operator (:mod:`activeft_label.app`) are thin faces over these
+functions.  Nothing here knows about
 other annotation tools, and the selection library knows nothing of FiftyOne.
 
 Examples

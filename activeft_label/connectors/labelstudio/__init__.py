@@ -20,7 +20,7 @@ Every task this module writes carries, in its data:
 
 ``activeft_id``
     The stable id of the source item: for a folder source the path relative
-    to the folder (see :func:`activeft_label.pool.load_pool`); for a task
+    to the folder (see :func:`activeft_label.files.pool.load_pool`); for a task
     pulled from a project, its own ``activeft_id`` if it has one, else
     ``"labelstudio:<project>/<task>"``.  Pushes look tasks up by this id, so
     pushing again updates tasks instead of duplicating them.

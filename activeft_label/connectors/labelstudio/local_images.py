@@ -209,7 +209,7 @@ def setup_project(conn, title, labels, pool, result, *, task="classification", i
         Project title (see :func:`open_project`: re-running completes it).
     labels : str or list of str
         Label names.
-    pool : activeft_label.pool.Pool
+    pool : activeft_label.files.pool.Pool
         The local items (``ids``, ``paths``).
     result : SelectionResult
         The selection over ``pool``.
