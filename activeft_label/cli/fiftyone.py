@@ -36,6 +36,7 @@ def fiftyone():
     \b
     Commands:
       select          tag and rank the samples to annotate first
+      delete-run      remove a run's tags, ranks, saved view and record
       install-plugin  add the ActiveFT operators to the App (select samples;
                       push to and pull from Label Studio)
 
@@ -69,11 +70,14 @@ def fiftyone():
 @click.option("--exclude-labeled", multiple=True, metavar="FIELD|tag:NAME",
               help="Samples that have a value in FIELD (or carry tag NAME) count as already labeled: they are never "
                    "selected and the new picks cover what they do not. Repeatable.")
+@click.option("--replace", is_flag=True,
+              help="Select a run again although it was pushed to Label Studio (refused while a later round depends "
+                   "on it); push it again afterwards to update the queue.")
 @common_options
 @click.pass_context
 @friendly_errors
 def select(ctx, dataset_name, saved_view, view_stages, budget, selection, embeddings_field, store_embeddings,
-           embedding, tag, rank_field, run_name, exclude_labeled, device, quiet):
+           embedding, tag, rank_field, run_name, exclude_labeled, replace, device, quiet):
     """Tag and rank the samples of a dataset worth annotating first.
 
     The target is the dataset NAME, or its --saved-view, narrowed further by
@@ -109,8 +113,37 @@ def select(ctx, dataset_name, saved_view, view_stages, budget, selection, embedd
         view, budget, **selection.as_kwargs(), **embedding_kwargs(embedding, embeddings_field),
         embeddings_field=embeddings_field, store_embeddings=store_embeddings,
         exclude_labeled=list(exclude_labeled) or None, tag=tag, rank_field=rank_field, run_name=run_name,
-        device=device, progress=not quiet)
+        replace=replace, device=device, progress=not quiet)
     say(summary.describe())
+
+
+@fiftyone.command("delete-run", context_settings=CONTEXT)
+@click.argument("run_name", metavar="NAME")
+@click.option("--dataset", "-d", "dataset_name", required=True, metavar="NAME", help="FiftyOne dataset name.")
+@click.option("--force", is_flag=True,
+              help="Delete a run that was pushed to Label Studio (its tasks stay in the project).")
+@friendly_errors
+def delete_run_command(run_name, dataset_name, force):
+    """Remove the selection run NAME: its tags, rank values, saved view and record.
+
+    What FiftyOne Brain's cleanup does for its own runs: the run's tag comes
+    off the samples it tagged, its rank field is unset on the samples it
+    ranked, and its saved view and run record are deleted.  A tag or rank
+    that another activeft run also wrote stays; labels, other fields and
+    other tags are never touched.  A run pushed to Label Studio (sync push)
+    is refused unless --force.
+
+    \b
+    Example:
+      activeft fiftyone delete-run activeft_round2 -d my-images
+    """
+    from ..connectors import fiftyone as connector
+
+    dataset, _ = connector.resolve_view(dataset_name)
+    done = connector.delete_run(dataset, run_name, force=force)
+    view = " and its saved view" if done["saved_view"] else ""
+    say(f"Deleted run {run_name!r}{view} from dataset {dataset_name!r}: tag {done['tag']!r} removed from "
+        f"{done['untagged']} sample(s), {done['rank_field']!r} unset on {done['unranked']}.")
 
 
 @fiftyone.command("install-plugin", context_settings=CONTEXT)

@@ -90,7 +90,12 @@ _TASK_FIELD_HELP = "Integer sample field holding each pushed sample's Label Stud
                                "Needed when the round has no selection run yet; an existing run is reused.")
 @click.option("--run-name", default="activeft", show_default=True, metavar="NAME",
               help="FiftyOne selection run (and saved view) of round 1; round K uses NAME_roundK.")
-@click.option("--reselect", is_flag=True, help="Select the round again even though its selection run exists.")
+@click.option("--reselect", is_flag=True,
+              help="Select the round again even though its selection run exists (refused once a later round was "
+                   "pushed). The only way to replace a pushed run.")
+@click.option("--repair", is_flag=True,
+              help="Mend a queue that names a sample in two rounds (left by an earlier version): each such sample "
+                   "stays in its earliest round and the project's ranks are written again.")
 @click.option("--embeddings-field", metavar="FIELD",
               help="Read the embeddings from this vector field instead of computing them with --model.")
 @click.option("--exclude-labeled", multiple=True, metavar="FIELD|tag:NAME",
@@ -112,7 +117,7 @@ _TASK_FIELD_HELP = "Integer sample field holding each pushed sample's Label Stud
 @guard_secrets
 @_resumable
 def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, labels, task, round_number, budget,
-                 selection, run_name, reselect, embeddings_field, exclude_labeled, tag, task_field, images,
+                 selection, run_name, reselect, repair, embeddings_field, exclude_labeled, tag, task_field, images,
                  document_root, import_batch, embedding, device, quiet, url, api_key):
     """Select samples of a dataset and queue them in Label Studio in priority order.
 
@@ -158,7 +163,7 @@ def push_command(ctx, dataset_name, saved_view, view_stages, project_id, title, 
     with connect(url, api_key) as conn:
         result = sync_module.push(view, conn, budget, project_id=project_id, title=title, labels=labels, task=task,
                                   round_number=round_number, run_name=run_name, reselect=reselect,
-                                  task_field=task_field, images=images, document_root=document_root,
+                                  repair=repair, task_field=task_field, images=images, document_root=document_root,
                                   batch_size=import_batch, selection=selection,
                                   embedding=None if embeddings_field else embedding, selection_options=options,
                                   progress=not quiet)
@@ -232,6 +237,9 @@ def status_command(dataset_name, saved_view, view_stages, project_id, label_fiel
     pushed     of those, samples whose task exists in the project
     annotated  of those, tasks with an annotation that is not cancelled
     pulled     of those, samples whose label field holds a label pulled from their task
+
+    A queue in which several tasks hold the same priority rank is reported
+    (on stderr) with the command that mends it (sync push --repair).
     """
     from .. import sync as sync_module
     from ..connectors import fiftyone as fo_connector
@@ -246,3 +254,5 @@ def status_command(dataset_name, saved_view, view_stages, project_id, label_fiel
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         say("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+    for line in rows.describe_problems(dataset_name, project_id):
+        say(line, err=True)

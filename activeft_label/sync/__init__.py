@@ -33,8 +33,8 @@ What a push wrote is recorded in ``dataset.info["activeft_labelstudio"]``
 from .pull import pull
 from .push import push
 from .records import STATE_KEY, TASK_FIELD, round_run_name
-from .results import PullResult, PushResult, StatusRow
+from .results import PullResult, PushResult, StatusRow, StatusRows
 from .status import status
 
-__all__ = ["TASK_FIELD", "STATE_KEY", "PushResult", "PullResult", "StatusRow", "push", "pull", "status",
+__all__ = ["TASK_FIELD", "STATE_KEY", "PushResult", "PullResult", "StatusRow", "StatusRows", "push", "pull", "status",
            "round_run_name"]

@@ -37,7 +37,7 @@ def _resolve_project(conn, project_id, title, labels, task):
 def push(collection, conn, budget=None, *, project_id=None, title=None, labels=None, task="classification",
          round_number=1, run_name=fo_connector.DEFAULT_RUN_NAME, reselect=False, task_field=TASK_FIELD,
          images="auto", document_root=None, batch_size=ls_connector.IMPORT_BATCH, selection=None, embedding=None,
-         selection_options=None, progress=True):
+         selection_options=None, repair=False, progress=True):
     """Select samples in FiftyOne and queue them in Label Studio in priority order.
 
     Parameters
@@ -68,7 +68,14 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
         ``run_name_roundK``.
     reselect : bool, default=False
         Select the round again even though its run exists (only while no
-        later round was pushed).
+        later round was pushed).  It is the only way to replace a pushed run:
+        ``activeft fiftyone select`` refuses it (see
+        :mod:`activeft_label.connectors.fiftyone.holds`).
+    repair : bool, default=False
+        Mend a queue in which a sample belongs to several rounds (left by an
+        earlier version, where a pushed run could be replaced): each such
+        sample stays in its earliest round, and the project's ranks are
+        written again from the rounds' runs (stale ranks are cleared).
     task_field : str, default="activeft_ls_task"
         Integer sample field that receives each pushed sample's task id.
     images, document_root, batch_size
@@ -113,11 +120,14 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
         _check_existing_project(dataset, project, task_field)
     rounds = _pushed_rounds(dataset, project, round_number)
     name = round_run_name(run_name, round_number)
+    # Before any selection work: a queue that names a sample twice is pushed only with repair.
+    kept = {k: r for k, r in rounds.items() if not (reselect and k == round_number)}
+    _queue(dataset, kept, None, None, task_field, repair, project)
     run, reused, summary = _round_selection(collection, dataset, name, budget, round_number, rounds, reselect,
                                             task_field, options, progress)
     this_round = {"round": round_number, "run_name": name, "count": len(run.get("sample_ids", [])),
                   "rank_offset": int(run.get("rank_offset") or 0)}
-    entries, present_ids, previous, missing = _queue(dataset, rounds, this_round, run, task_field)
+    entries, present_ids, previous, missing = _queue(dataset, rounds, this_round, run, task_field, repair, project)
 
     # Writes start here.
     project, document_root = _record_push(conn, dataset, project, title, create_config, rounds, this_round,
@@ -203,28 +213,48 @@ def _round_selection(collection, dataset, name, budget, round_number, rounds, re
             exclude.append(task_field)
     on_progress = progress if callable(progress) else None
     summary = fo_connector.select_samples(
-        collection, budget, run_name=name, exclude_labeled=exclude or None, rank_offset=offset,
+        collection, budget, run_name=name, exclude_labeled=exclude or None, rank_offset=offset, replace=reselect,
         progress=(lambda f, m: on_progress(0.8 * f, m)) if on_progress else progress, **options)
     return fo_connector.get_run(dataset, name), False, summary
 
 
-def _queue(dataset, rounds, this_round, run, task_field):
+def _queue(dataset, rounds, this_round, run, task_field, repair, project):
     """The project's queue: every round (the earlier ones as they were pushed) plus this one.
 
-    Returns (entries {id, rank, path} of the samples still in the dataset, their ids, {id: stored task id},
-    ids of the selected samples gone from the dataset).
+    ``this_round`` None checks the pushed rounds alone.  Returns (entries
+    {id, rank, path} of the samples still in the dataset, their ids, {id:
+    stored task id}, ids of the selected samples gone from the dataset).  A
+    sample in two rounds is refused unless ``repair``, which keeps it in the
+    earliest.
     """
-    round_number = this_round["round"]
-    queue = []
-    for k in sorted(set(rounds) | {round_number}):
-        info = this_round if k == round_number else rounds[k]
-        run_k = run if k == round_number else fo_connector.get_run(dataset, info["run_name"])
+    numbers = sorted(set(rounds) | ({this_round["round"]} if this_round else set()))
+    queue, first_round = [], {}
+    twice = {}
+    for k in numbers:
+        info = this_round if this_round and k == this_round["round"] else rounds[k]
+        run_k = run if this_round and k == this_round["round"] else fo_connector.get_run(dataset, info["run_name"])
         if run_k is None:
+            if this_round is None:
+                continue          # reported below, once the round's own run is known
             raise InputError(f"the selection run {info['run_name']!r} of round {k} is gone from dataset "
                              f"{dataset.name!r}; push round {k} again (activeft sync push --round {k} --reselect "
                              f"...)")
         start = int(run_k.get("rank_offset") or 0)
-        queue.extend((sid, start + i) for i, sid in enumerate(run_k.get("sample_ids", []), start=1))
+        for i, sid in enumerate(run_k.get("sample_ids", []), start=1):
+            if sid in first_round:
+                twice.setdefault((first_round[sid], k), []).append(sid)
+                continue
+            first_round[sid] = k
+            queue.append((sid, start + i))
+    if twice and not repair:
+        pairs = "; ".join(f"{len(ids)} in rounds {a} and {b} (e.g. sample {ids[0]})"
+                          for (a, b), ids in sorted(twice.items()))
+        where = f" -p {project['id']}" if project is not None else ""
+        raise InputError(f"the queue names samples twice: {pairs}. A pushed selection run was selected again after "
+                         f"a later round; nothing was pushed. Run `activeft sync push -d {dataset.name}{where} "
+                         f"--repair` to keep each sample in its earliest round and write the ranks again")
+    if this_round is None:
+        return None
     wanted_ids = [sid for sid, _ in queue]
     present_ids, paths, previous = _sample_values(dataset, wanted_ids, task_field)
     missing = [sid for sid in wanted_ids if sid not in present_ids]
@@ -252,6 +282,12 @@ def _record_push(conn, dataset, project, title, create_config, rounds, this_roun
     record["rounds"] = sorted([r for k, r in rounds.items() if k != this_round["round"]] + [this_round],
                               key=lambda r: r["round"])
     save_record(dataset, str(int(project["id"])), record)
+    # Hold every round's run for this project, so that it is not selected again under its tasks.
+    numbers = [int(r["round"]) for r in record["rounds"]]
+    where = f"Label Studio project {project['id']} at {conn.url}"
+    fo_connector.set_holds(dataset, f"labelstudio {conn.url} project {int(project['id'])}", {
+        r["run_name"]: (f"round {r['round']} of {where}", [k for k in numbers if k > int(r["round"])])
+        for r in record["rounds"]})
     return project, document_root
 
 

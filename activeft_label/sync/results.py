@@ -129,3 +129,27 @@ class StatusRow:
     pushed: int
     annotated: int
     pulled: int
+
+
+class StatusRows(list):
+    """What :func:`activeft_label.sync.status` returns: the rows, and the ranks held twice.
+
+    ``duplicate_ranks``: {rank: [task ids]} of the priority ranks that more
+    than one task of the project holds (empty when the queue is sound).
+    """
+
+    def __init__(self, rows=(), duplicate_ranks=None):
+        super().__init__(rows)
+        self.duplicate_ranks = dict(duplicate_ranks or {})
+
+    def describe_problems(self, dataset_name, project_id):
+        """Lines that tell what is wrong with the queue and the command that mends it (none when sound)."""
+        if not self.duplicate_ranks:
+            return []
+        shown = "; ".join(f"rank {rank}: tasks {', '.join(map(str, ids))}"
+                          for rank, ids in list(self.duplicate_ranks.items())[:3])
+        more = f" and {len(self.duplicate_ranks) - 3} more" if len(self.duplicate_ranks) > 3 else ""
+        count = len(self.duplicate_ranks)
+        return [f"Warning: {count} priority rank(s) are held by more than one task ({shown}{more}).",
+                f"Run `activeft sync push -d {dataset_name} -p {project_id} --repair` to write the ranks again from "
+                f"the selection runs."]

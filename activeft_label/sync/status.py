@@ -4,15 +4,18 @@ from ..connectors import fiftyone as fo_connector
 from ..connectors import labelstudio as ls_connector
 from ..errors import InputError
 from .records import TASK_FIELD, project_record
-from .results import StatusRow
+from .results import StatusRow, StatusRows
 
 
 def status(collection, conn, project_id, *, label_field=None, task_field=None):
     """Selected / pushed / annotated / pulled samples per round of a project.
 
     ``label_field`` defaults to the field of the last :func:`pull` from this
-    project; ``task_field`` to the one :func:`push` used.  Returns a list
-    of :class:`StatusRow`, the last one the total.
+    project; ``task_field`` to the one :func:`push` used.  Returns a
+    :class:`StatusRows` (a list of :class:`StatusRow`, the last one the
+    total) whose ``duplicate_ranks`` lists the priority ranks that more than
+    one task of the project holds (a queue left broken by an earlier version;
+    ``activeft sync push --repair`` mends it).
     """
     dataset = fo_connector.root_dataset(collection)
     project = ls_connector.get_project(conn, project_id)
@@ -27,7 +30,7 @@ def status(collection, conn, project_id, *, label_field=None, task_field=None):
     annotated_tasks = {int(task["id"]) for task in tasks
                        if any(not a.get("was_cancelled") for a in task.get("annotations") or [])}
     schema = dataset.get_field_schema()
-    rows = []
+    rows = StatusRows(duplicate_ranks=duplicate_ranks(tasks))
     totals = [0, 0, 0, 0]
     for info in record.get("rounds", []):
         run = fo_connector.get_run(dataset, info["run_name"]) or {}
@@ -49,3 +52,13 @@ def status(collection, conn, project_id, *, label_field=None, task_field=None):
             totals[i] += value
     rows.append(StatusRow("total", "", *totals))
     return rows
+
+
+def duplicate_ranks(tasks):
+    """{rank: [task ids]} of the priority ranks that several of ``tasks`` hold (task dicts with ``data``)."""
+    holders = {}
+    for task in tasks:
+        rank = (task.get("data") or {}).get(ls_connector.RANK_FIELD)
+        if rank is not None:
+            holders.setdefault(int(rank), []).append(int(task["id"]))
+    return {rank: sorted(ids) for rank, ids in sorted(holders.items()) if len(ids) > 1}

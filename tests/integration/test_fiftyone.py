@@ -166,7 +166,11 @@ def test_rerun_with_same_name_replaces_only_that_runs_tags_and_ranks(ds):
 def test_a_list_of_floats_field_serves_as_embeddings(ds):
     ds.set_values("emb_list", [[float(x) for x in v] for v in ds.values("emb")])
     from_list = aft.select_samples(ds, 5, embeddings_field="emb_list", run_name="from_list")
-    from_vector = aft.select_samples(ds, 5, embeddings_field="emb", run_name="from_vector")
+    # A second run may not overwrite the ranks the first one owns: it gets its own rank field.
+    with pytest.raises(InputError, match="run 'from_list' owns the 'activeft_rank' values"):
+        aft.select_samples(ds, 5, embeddings_field="emb", run_name="from_vector")
+    from_vector = aft.select_samples(ds, 5, embeddings_field="emb", run_name="from_vector",
+                                     rank_field="from_vector_rank")
     assert from_list.sample_ids == from_vector.sample_ids
 
 
@@ -189,7 +193,7 @@ def test_exclude_labeled_samples_are_fixed_and_never_selected(ds):
 
     # A view as the target: only its samples are selected, and the run remembers the view.
     view = ds.match(F("gt") == None)  # noqa: E711
-    second = aft.select_samples(view, 3, embeddings_field="emb", run_name="unlabeled")
+    second = aft.select_samples(view, 3, embeddings_field="emb", run_name="unlabeled", rank_field="unlabeled_rank")
     assert set(second.sample_ids) <= set(view.values("id")) and second.target_size == len(view)
     assert ds.load_run_view("unlabeled").values("id") == view.values("id")
 
@@ -379,3 +383,36 @@ def test_cli_help_reads_like_a_manual_and_does_not_import_fiftyone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr
     assert "fiftyone" in out.stdout
+
+
+def test_a_second_run_on_the_same_rank_field_is_refused_before_anything_is_written(ds):
+    first = _run(["-d", ds.name, "-b", "5", "--embeddings-field", "emb"])
+    assert first.exit_code == 0, first.output
+    before = (_ranks(ds), _tagged(ds), ds.list_saved_views())
+    second = _run(["-d", ds.name, "-b", "5", "--embeddings-field", "emb", "--run-name", "second"])
+    assert second.exit_code == 2, second.output
+    assert "run 'activeft' owns the 'activeft_rank' values" in second.output and "'second_rank'" in second.output
+    assert "Traceback" not in second.output
+    ds.reload()
+    assert (_ranks(ds), _tagged(ds), ds.list_saved_views()) == before
+
+
+def test_delete_run_removes_its_tags_ranks_view_and_record_and_keeps_what_others_own(ds):
+    first = aft.select_samples(ds, 6, embeddings_field="emb")
+    second = aft.select_samples(ds, 6, embeddings_field="emb", run_name="second", rank_field="second_rank", seed=1)
+    shared = set(first.sample_ids) & set(second.sample_ids)
+    ds.set_values("gt", [fo.Classification(label="x")] * len(ds))   # a label field nobody may touch
+    runner = CliRunner()
+    missing = runner.invoke(main, ["fiftyone", "delete-run", "nope", "-d", ds.name])
+    assert missing.exit_code == 2 and "no activeft run 'nope'" in missing.output and "'second'" in missing.output
+
+    out = runner.invoke(main, ["fiftyone", "delete-run", "second", "-d", ds.name])
+    assert out.exit_code == 0, out.output
+    assert f"removed from {len(set(second.sample_ids) - shared)} sample(s)" in out.output
+    ds.reload()
+    assert aft.get_run(ds, "second") is None and "second" not in ds.list_saved_views()
+    assert not _ranks(ds, "second_rank")
+    assert _tagged(ds) == set(first.sample_ids)                  # the tag stays where the first run put it
+    assert _ranks(ds) == {sid: rank for rank, sid in enumerate(first.sample_ids, start=1)}
+    assert aft.get_run(ds, "activeft")["sample_ids"] == first.sample_ids
+    assert ds.count("gt") == len(ds)

@@ -592,3 +592,105 @@ def test_an_existing_project_with_another_label_config_is_refused(ds, conn):
     assert len(_tasks(conn, first.project_id)) == before
     with pytest.raises(InputError, match="another label config"):
         ls.open_project(conn, title, "x,y")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Integrity: a pushed run is held, a queue that names a sample twice is refused before anything is sent, and
+# a queue left that way by an earlier version is repaired by the tool's own commands.
+
+
+def _two_rounds(ds, conn):
+    """Round 1 (20 tasks, 3 annotated) and round 2 (10 tasks) pushed to one project; returns (project id, r1 ids)."""
+    first = _push(ds, conn, 20, images="upload")
+    tasks = _tasks(conn, first.project_id)
+    for task in tasks[:3]:
+        _annotate(conn, task["id"], "a")
+    second = _push(ds, conn, 10, project_id=first.project_id, round_number=2, images="upload")
+    assert second.queued == 30 and second.created == 10
+    from activeft_label.connectors import fiftyone as fo_connector
+
+    return first.project_id, list(fo_connector.get_run(ds, "activeft")["sample_ids"])
+
+
+def _ranks(conn, project_id):
+    return [t["data"].get(ls.RANK_FIELD) for t in _tasks(conn, project_id) if t["data"].get(ls.RANK_FIELD) is not None]
+
+
+def test_a_pushed_run_is_not_selected_again_by_the_cli_python_or_the_app(ds, conn, plugin_installed):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    from activeft_label.connectors import fiftyone as fo_connector
+
+    project_id, round_one = _two_rounds(ds, conn)
+    runner = CliRunner()
+    select = ["fiftyone", "select", "-d", ds.name, "-b", "15", "--embeddings-field", "emb", "--iters", "30", "-q"]
+    for extra in ([], ["--replace"]):
+        out = runner.invoke(main, select + extra)
+        assert out.exit_code == 2, out.output
+        assert "was pushed" in out.output and f"project {project_id}" in out.output and "round(s) 2" in out.output
+        assert "Traceback" not in out.output
+    with pytest.raises(InputError, match="round.s. 2 were selected after it"):
+        fo_connector.select_samples(ds, 15, embeddings_field="emb", iterations=30, replace=True)
+    with pytest.raises(ExecutionError, match="was pushed"):
+        foo.execute_operator("@activeft/activeft-label/select_samples", ctx={
+            "dataset": ds, "view": ds.view(), "params": {"budget": "15", "embeddings_field": "emb",
+                                                         "replace": True}})
+    deleted = runner.invoke(main, ["fiftyone", "delete-run", "activeft", "-d", ds.name])
+    assert deleted.exit_code == 2 and "--force" in deleted.output, deleted.output
+
+    ds.reload()
+    assert fo_connector.get_run(ds, "activeft")["sample_ids"] == round_one      # nothing was replaced
+    again = _push(ds, conn, None, project_id=project_id)
+    assert again.reused and again.created == 0 and again.queued == 30
+    ranks = _ranks(conn, project_id)
+    assert len(ranks) == 30 and len(set(ranks)) == 30
+
+    # The last round is not depended on: sync push --reselect selects it again, explicitly.
+    redone = _push(ds, conn, 10, project_id=project_id, round_number=2, reselect=True, images="upload")
+    assert not redone.reused and redone.selected == 10
+    ranks = _ranks(conn, project_id)
+    assert len(ranks) == len(set(ranks)) == 30
+
+
+def test_a_queue_naming_a_sample_twice_is_refused_before_any_upload_and_repaired(ds, conn, server):
+    from activeft_label.connectors import fiftyone as fo_connector
+
+    project_id, _ = _two_rounds(ds, conn)
+    round_two = set(fo_connector.get_run(ds, "activeft_round2")["sample_ids"])
+    # What an earlier version allowed: round 1's run selected again over round 2 (no holds were recorded then).
+    ds.info.pop(fo_connector.HOLDS_KEY)
+    ds.save()
+    # (Its own rank field: today a run may not overwrite the ranks round 2's run owns.)
+    replaced = fo_connector.select_samples(ds, 55, embeddings_field="emb", iterations=30, rank_field="again_rank")
+    overlap = set(replaced.sample_ids) & round_two
+    assert overlap                                     # 55 + 10 > 60: the new round 1 shares samples with round 2
+    before = _tasks(conn, project_id)
+
+    with pytest.raises(InputError, match="names samples twice") as refused:
+        _push(ds, conn, None, project_id=project_id, images="upload")
+    assert "--repair" in str(refused.value) and "rounds 1 and 2" in str(refused.value)
+    environment = dict(os.environ, LABEL_STUDIO_URL=server.url, LABEL_STUDIO_API_KEY=server.personal_token)
+    out = CliRunner(env=environment).invoke(main, ["sync", "push", "-d", ds.name, "-p", str(project_id), "-q"])
+    assert out.exit_code == 2 and "--repair" in out.output and "Traceback" not in out.output, out.output
+    after = _tasks(conn, project_id)
+    assert [t["id"] for t in after] == [t["id"] for t in before]           # nothing imported, nothing uploaded
+    assert [t["data"] for t in after] == [t["data"] for t in before]
+
+    # A queue whose ranks were already doubled (as the earlier version left it) is reported by status ...
+    first, second = after[0], after[1]
+    conn.client.tasks.update(id=str(second["id"]), data={**second["data"], ls.RANK_FIELD: first["data"][ls.RANK_FIELD]})
+    shown = CliRunner(env=environment).invoke(main, ["sync", "status", "-d", ds.name, "-p", str(project_id)])
+    assert shown.exit_code == 0, shown.output
+    assert "held by more than one task" in shown.output and "--repair" in shown.output
+
+    # ... and repaired by the tool's own command.
+    repaired = CliRunner(env=environment).invoke(main, ["sync", "push", "-d", ds.name, "-p", str(project_id),
+                                                        "--repair", "-q"])
+    assert repaired.exit_code == 0, repaired.output
+    ranks = _ranks(conn, project_id)
+    assert len(ranks) == len(set(ranks)) == 55 + len(round_two - overlap)
+    final = sync.status(ds, conn, project_id)
+    assert final.duplicate_ranks == {}
+    annotated = [t for t in ls.export_tasks(conn, project_id) if t.get("annotations")]
+    assert len(annotated) == 3                          # annotations are never touched

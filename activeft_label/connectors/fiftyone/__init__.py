@@ -45,7 +45,8 @@ Modules
 :mod:`.defaults` (names and markers), :mod:`.results` (what the functions
 return), :mod:`.target` (the dataset, view and fields), :mod:`.checks`
 (everything checked before a write), :mod:`.pull`, :mod:`.push`,
-:mod:`.labels` (labels from an annotation tool) and :mod:`.workflow`
+:mod:`.labels` (labels from an annotation tool), :mod:`.holds` (which
+annotation queues a run feeds, so it is not replaced under them) and :mod:`.workflow`
 (:func:`select_samples`).  Everything public is importable from this
 package.
 """
@@ -54,7 +55,8 @@ from .checks import preview
 from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
 from .labels import check_label_field, LabelWriteReport, write_labels
 from .pull import pull
-from .push import get_run, list_runs, push, write_embeddings
+from .holds import HOLDS_KEY, run_holds, set_holds
+from .push import delete_run, get_run, list_runs, push, write_embeddings
 from .results import FiftyOnePool, Preview, SelectionSummary
 from .target import embedding_fields, label_fields, resolve_view, root_dataset
 from .workflow import select_samples
@@ -63,5 +65,5 @@ __all__ = [
     "DEFAULT_TAG", "DEFAULT_RANK_FIELD", "DEFAULT_RUN_NAME", "FiftyOnePool", "Preview", "SelectionSummary",
     "resolve_view", "preview", "pull", "push", "write_embeddings", "select_samples", "get_run", "list_runs",
     "embedding_fields", "label_fields", "root_dataset", "LabelWriteReport", "write_labels", "check_label_field",
-    "RUN_MARKER",
+    "RUN_MARKER", "delete_run", "run_holds", "set_holds", "HOLDS_KEY",
 ]

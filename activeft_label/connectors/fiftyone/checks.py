@@ -9,6 +9,7 @@ import numpy as np
 from ...budget import parse_budget
 from ...errors import InputError
 from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RESERVED_FIELDS, RUN_MARKER, RUN_NAME_PATTERN
+from .holds import replacement_problem
 from .internals import is_generated
 from .results import Preview
 from .target import embedding_fields, holds_vectors, label_fields, root_dataset, slug_or_none
@@ -123,9 +124,55 @@ def _has_value(value):
     return True
 
 
+def run_results(dataset, key):
+    """The stored results of run ``key`` as a dict of lists (``sample_ids``, ``ranks``, ...); {} when none."""
+    try:
+        results = dataset.load_run_results(key, cache=False, load_view=False)
+    except Exception:
+        return {}
+    if results is None:
+        return {}
+    out = {}
+    for name in ("sample_ids", "ranks", "cluster_sizes", "tagged_ids", "fixed_ids"):
+        value = getattr(results, name, None)
+        if value is not None:
+            out[name] = list(value)
+    return out
+
+
+def own_rank_field(run_name, rank_field):
+    """A rank field name for ``run_name`` other than ``rank_field`` (what the messages propose)."""
+    proposal = f"{run_name}_rank"
+    return proposal if proposal != rank_field else f"{run_name}_rank_2"
+
+
+def rank_field_problem(collection, dataset, runs, run_name, rank_field, rules):
+    """Why this run may not write ``rank_field``, or None: another run owns its values on samples it could pick.
+
+    Samples excluded as labeled cannot be picked, so rounds that exclude the
+    earlier rounds' samples may share a rank field.
+    """
+    for other, config in runs.items():
+        if other == run_name or config.get("rank_field") != rank_field:
+            continue
+        owned = run_results(dataset, other).get("sample_ids", [])
+        if not owned:
+            continue
+        shared = collection.select(owned)
+        candidates = np.asarray(shared.values("id"), dtype=object)
+        if rules and candidates.size:
+            candidates = candidates[~labeled_mask(shared, rules)]
+        if candidates.size:
+            return (f"run {other!r} owns the {rank_field!r} values of {candidates.size} sample(s) this run could "
+                    f"select (e.g. {candidates[0]}); give this run its own rank field (e.g. "
+                    f"{own_rank_field(run_name, rank_field)!r}), exclude those samples, or delete run {other!r} "
+                    f"first (activeft fiftyone delete-run {other})")
+    return None
+
+
 def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=None, tag=DEFAULT_TAG,
             rank_field=DEFAULT_RANK_FIELD, run_name=DEFAULT_RUN_NAME, store_embeddings=None, check_files=False,
-            check_vectors=False):
+            check_vectors=False, replace=False, check_owners=True):
     """Check a planned run without writing anything; collect every problem.
 
     Parameters
@@ -148,6 +195,14 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
     check_vectors : bool, default=False
         Also read ``embeddings_field`` and check every vector (missing values,
         mixed lengths, NaN).  Without it only missing values are counted.
+    replace : bool, default=False
+        Allow selecting ``run_name`` again although it was pushed to an
+        annotation tool (see :mod:`.holds`); never while a later round depends
+        on it.
+    check_owners : bool, default=True
+        Refuse a rank field whose values another run owns on samples this
+        run could select (see :func:`rank_field_problem`).  :func:`push`
+        checks the samples actually selected instead.
 
     Returns
     -------
@@ -186,6 +241,8 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
         if clash:
             message = (f"dataset {dataset.name!r} has a saved view {clash[0]!r} that FiftyOne would overwrite with "
                        f"the view of run {run_name!r} (the same URL name {slug!r}); pick another run name")
+    if message is None and existing is not None:
+        message = replacement_problem(dataset, run_name, replace)
     if message:
         problems["run_name"] = message
     message = check_identifier("the tag", tag, "tag")
@@ -203,6 +260,10 @@ def preview(collection, budget=None, *, embeddings_field=None, exclude_labeled=N
         problems["exclude_labeled"] = str(exc)
     if n and rules:
         report.fixed_count = int(labeled_mask(collection, rules).sum())
+    if check_owners and n and not problems.keys() & {"run_name", "rank_field", "exclude_labeled"}:
+        message = rank_field_problem(collection, dataset, runs, run_name, rank_field, rules)
+        if message:
+            problems["rank_field"] = message
 
     if embeddings_field is not None:
         schema = collection.get_field_schema()

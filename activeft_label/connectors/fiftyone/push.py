@@ -7,8 +7,9 @@ import numpy as np
 
 from ...errors import InputError
 from ...version import __version__
-from .checks import activeft_runs, check_writable_field, preview
+from .checks import activeft_runs, check_writable_field, own_rank_field, preview, run_results
 from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
+from .holds import check_deletable, release_run
 from .results import SelectionSummary
 from .target import root_dataset
 
@@ -23,7 +24,7 @@ def get_run(dataset, run_name=DEFAULT_RUN_NAME):
         return None
     record = dict(runs[run_name])
     record["timestamp"] = str(dataset.get_run_info(run_name).timestamp)
-    record.update(_run_results(dataset, run_name))
+    record.update(run_results(dataset, run_name))
     return record
 
 
@@ -32,19 +33,74 @@ def list_runs(dataset):
     return sorted(activeft_runs(dataset))
 
 
-def _run_results(dataset, key):
-    try:
-        results = dataset.load_run_results(key, cache=False, load_view=False)
-    except Exception:
-        return {}
-    if results is None:
-        return {}
-    out = {}
-    for name in ("sample_ids", "ranks", "cluster_sizes", "tagged_ids", "fixed_ids"):
-        value = getattr(results, name, None)
-        if value is not None:
-            out[name] = list(value)
-    return out
+def _other_runs_of_field(dataset, run_name, rank_field):
+    """{run: set of its sample ids} of the other activeft runs that write ``rank_field``."""
+    return {key: set(run_results(dataset, key).get("sample_ids", []))
+            for key, cfg in activeft_runs(dataset).items() if key != run_name and cfg.get("rank_field") == rank_field}
+
+
+def _owned_by_other_runs(dataset, run_name, record):
+    """(ids whose tag, ids whose rank) other runs also own, of the tag and rank field ``record`` (a run) wrote."""
+    keep_tag, keep_rank = set(), set()
+    for key, cfg in activeft_runs(dataset).items():
+        if key == run_name:
+            continue
+        ids = set(run_results(dataset, key).get("sample_ids", []))
+        if cfg.get("tag") == record.get("tag"):
+            keep_tag |= ids
+        if cfg.get("rank_field") == record.get("rank_field"):
+            keep_rank |= ids
+    return keep_tag, keep_rank
+
+
+def delete_run(collection, run_name, *, force=False):
+    """Remove an activeft run from a dataset: its tags, rank values, saved view and run record.
+
+    What FiftyOne Brain's ``cleanup()`` does for its runs: the tag is removed
+    from the samples this run tagged, the rank field is unset on the samples
+    it ranked, its saved view and its FiftyOne run record are deleted.  A tag
+    or rank that another activeft run also wrote on a sample stays; labels,
+    other fields and other tags are never touched.
+
+    Parameters
+    ----------
+    collection : Dataset or DatasetView
+        The run's dataset (a view stands for its dataset).
+    run_name : str
+    force : bool, default=False
+        Delete a run that was pushed to an annotation tool (its tasks stay
+        there); without it such a run is refused.
+
+    Returns
+    -------
+    dict
+        ``untagged``, ``unranked`` (sample counts), ``saved_view`` (whether a
+        saved view was deleted), ``tag``, ``rank_field``.
+    """
+    dataset = root_dataset(collection)
+    record = get_run(dataset, run_name)
+    if record is None:
+        runs = ", ".join(repr(r) for r in list_runs(dataset)) or "none"
+        raise InputError(f"dataset {dataset.name!r} has no activeft run {run_name!r} (its activeft runs: {runs})")
+    check_deletable(dataset, run_name, force)
+    keep_tag, keep_rank = _owned_by_other_runs(dataset, run_name, record)
+    tag, rank_field = record.get("tag"), record.get("rank_field")
+    untag = sorted(set(record.get("tagged_ids", [])) - keep_tag)
+    untag = sorted(dataset.select(untag).values("id")) if untag else []      # samples deleted since drop out
+    unrank = sorted(set(record.get("sample_ids", [])) - keep_rank)
+    unrank = sorted(dataset.select(unrank).values("id")) if unrank and rank_field in dataset.get_field_schema() else []
+
+    if untag and tag:
+        dataset.select(untag).untag_samples(tag)
+    if unrank:
+        dataset.set_values(rank_field, {sid: None for sid in unrank}, key_field="id")
+    saved_view = run_name in dataset.list_saved_views()
+    if saved_view:
+        dataset.delete_saved_view(run_name)
+    dataset.delete_run(run_name)
+    release_run(dataset, run_name)
+    return {"untagged": len(untag), "unranked": len(unrank), "saved_view": saved_view, "tag": tag,
+            "rank_field": rank_field}
 
 
 def _json_ready(value):
@@ -52,7 +108,7 @@ def _json_ready(value):
 
 
 def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD, run_name=DEFAULT_RUN_NAME,
-         budget=None, extra=None, rank_offset=0):
+         budget=None, extra=None, rank_offset=0, replace=False):
     """Write a selection back to the dataset.
 
     Parameters
@@ -76,6 +132,15 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     rank_offset : int, default=0
         Ranks start at ``rank_offset + 1`` (a later round queued after the
         samples of earlier rounds).
+    replace : bool, default=False
+        Replace ``run_name`` although it was pushed to an annotation tool
+        (see :func:`preview`).
+
+    Raises
+    ------
+    InputError
+        Before anything is written: a bad name, a held run, or a selected
+        sample whose rank another run of the same rank field owns.
 
     Returns
     -------
@@ -83,7 +148,8 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     """
     dataset = root_dataset(collection)
     rank_offset = int(rank_offset)
-    report = preview(collection, budget=1, tag=tag, rank_field=rank_field, run_name=run_name)
+    report = preview(collection, budget=1, tag=tag, rank_field=rank_field, run_name=run_name, replace=replace,
+                     check_owners=False)
     report.problems.pop("budget", None)
     report.problems.pop("view_target", None)
     report.raise_first()
@@ -94,14 +160,14 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     fixed_ids = {pool.sample_ids[int(i)] for i in pool.fixed}
 
     previous = get_run(dataset, run_name) or {}
-    other_runs = {key: cfg for key, cfg in activeft_runs(dataset).items() if key != run_name}
-    keep_tag, keep_rank = set(), set()
-    for key, cfg in other_runs.items():
-        ids = set(_run_results(dataset, key).get("sample_ids", []))
-        if cfg.get("tag") == previous.get("tag"):
-            keep_tag |= ids
-        if cfg.get("rank_field") == previous.get("rank_field"):
-            keep_rank |= ids
+    keep_tag, keep_rank = _owned_by_other_runs(dataset, run_name, previous)
+    for key, ids in _other_runs_of_field(dataset, run_name, rank_field).items():
+        taken = [sid for sid in selected if sid in ids]
+        if taken:
+            raise InputError(f"run {key!r} owns the {rank_field!r} values of {len(taken)} of the selected samples "
+                             f"(e.g. {taken[0]}); give run {run_name!r} its own rank field (e.g. "
+                             f"{own_rank_field(run_name, rank_field)!r}) or delete run {key!r} first (activeft "
+                             f"fiftyone delete-run {key})")
 
     now_selected = set(selected)
     prev_tagged = set(previous.get("tagged_ids", []))

@@ -13,7 +13,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
                    store_embeddings=None, exclude_labeled=None, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD,
                    run_name=DEFAULT_RUN_NAME, loss=None, temperature=0.07, lr=1e-3, iterations=300, seed=0,
                    center=False, device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False,
-                   rank_offset=0, extra=None):
+                   rank_offset=0, extra=None, replace=False):
     """Select samples of a dataset or view to annotate, and write the selection back.
 
     Parameters
@@ -46,6 +46,9 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
         See :func:`push`.
     extra : dict, optional
         More JSON-ready facts to record in the run config.
+    replace : bool, default=False
+        Select ``run_name`` again although it was pushed to an annotation
+        tool (refused while a later round depends on it).
 
     Returns
     -------
@@ -66,7 +69,8 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
         raise InputError("store_embeddings only applies when embeddings are computed; leave out embeddings_field "
                          "or store_embeddings")
     checks = preview(collection, budget, embeddings_field=embeddings_field, exclude_labeled=exclude_labeled,
-                     tag=tag, rank_field=rank_field, run_name=run_name, store_embeddings=store_embeddings)
+                     tag=tag, rank_field=rank_field, run_name=run_name, store_embeddings=store_embeddings,
+                     replace=replace)
     checks.raise_first()
     count = checks.budget_count
 
@@ -93,7 +97,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
     if store_embeddings:
         write_embeddings(collection, pool, store_embeddings)
     summary = push(collection, pool, result, tag=tag, rank_field=rank_field, run_name=run_name, budget=budget,
-                   rank_offset=rank_offset, extra={"store_embeddings": store_embeddings or None,
+                   rank_offset=rank_offset, replace=replace, extra={"store_embeddings": store_embeddings or None,
                                                    "exclude_labeled": exclude_labeled or None, **(extra or {})})
     summary.elapsed = time.perf_counter() - started
     report(1.0, f"selected {summary.count} samples")

@@ -9,7 +9,7 @@ from ...errors import ActiveFTError, InputError
 from ._http import TooManyFiles, as_dict, call_sdk, progress_bar, request_json
 from .fields import IMAGE_FIELD, VIEW_TITLE
 from .projects import label_config, open_project
-from .push import IMPORT_BATCH, import_task_batch, push_project, tasks_by_stable_id
+from .push import IMPORT_BATCH, check_unique_ids, import_task_batch, push_project, tasks_by_stable_id
 
 
 def upload_images(conn, project_id, paths, *, progress=True):
@@ -147,6 +147,7 @@ def push_images(conn, project_id, entries, *, images="auto", document_root=None,
         ``task_ids`` maps every entry's id to its task id.
     """
     check_images_option([], images, document_root)    # the paths: those still to import, below
+    check_unique_ids(entries)                         # before any image is uploaded
     project_id = int(project_id)
     entries = sorted(entries, key=lambda entry: int(entry["rank"]))
     warnings = []

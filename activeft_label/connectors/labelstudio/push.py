@@ -221,6 +221,20 @@ def push_view(conn, project_id, ranking, *, stable_ids=None, predictions=False, 
     return report
 
 
+def check_unique_ids(items):
+    """InputError naming the ids that occur more than once among ``items`` (dicts with an ``id``)."""
+    seen, twice = set(), []
+    for item in items:
+        key = str(item["id"])
+        if key in seen and key not in twice:
+            twice.append(key)
+        seen.add(key)
+    if twice:
+        shown = ", ".join(repr(t) for t in twice[:5]) + (f" and {len(twice) - 5} more" if len(twice) > 5 else "")
+        raise InputError(f"the items to push have duplicate ids ({shown}); each item may be queued once: remove "
+                         f"the repeats, nothing was pushed")
+
+
 def push_project(conn, project_id, items, *, batch_size=IMPORT_BATCH, predictions=False,
                  model_version=MODEL_VERSION, progress=True, _listing=None):
     """Put ranked items into a project, idempotently, imported in rank order.
@@ -249,9 +263,7 @@ def push_project(conn, project_id, items, *, batch_size=IMPORT_BATCH, prediction
     project_id = int(project_id)
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
-    ids = [str(item["id"]) for item in items]
-    if len(set(ids)) != len(ids):
-        raise InputError("the items to push have duplicate ids")
+    check_unique_ids(items)
     by_id, all_tasks = _listing or tasks_by_stable_id(conn, project_id)
     report = PushReport(project_id=project_id)
     ordered = sorted(items, key=lambda item: int(item["rank"]))
