@@ -25,10 +25,48 @@ import fiftyone.operators.types as types
 from .. import sync
 from ..connectors import fiftyone as fo_connector
 from ..connectors import labelstudio as ls_connector
-from ..errors import InputError
+from ..errors import ActiveFTError, InputError
 
 _SECRETS_HELP = ("set the plugin secrets LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (in open-source FiftyOne: "
                  "environment variables of the App's process) and restart the App")
+
+
+#: The command line's words in the library's messages, and what an App user sees instead (the form's labels and
+#: the plugin secrets).  Longer phrases first, so that "--api-key or LABEL_STUDIO_API_KEY" is replaced whole.
+_APP_WORDS = (
+    ("--api-key or LABEL_STUDIO_API_KEY", "the plugin secret LABEL_STUDIO_API_KEY"),
+    ("--url or LABEL_STUDIO_URL", "the plugin secret LABEL_STUDIO_URL"),
+    ("--api-key", "the plugin secret LABEL_STUDIO_API_KEY"), ("--url", "the plugin secret LABEL_STUDIO_URL"),
+    ("--project ID", "a project id"), ("--title TITLE", "a project title"), ("--project", "the project id"),
+    ("--title", "the project title"), ("--labels a,b,c", "labels (a,b,c)"), ("--labels", "the labels"),
+    ("--task", "the task"), ("--budget N or P%", "a budget (N or P%)"), ("--budget", "the budget"),
+    ("--reselect", "'Select this round again'"), ("--round", "the round"), ("--run-name", "the run name"),
+    ("--task-field", "another task id field"), ("--overwrite", "'Overwrite labels that differ'"),
+    ("--control NAME", "the control name"), ("--replace", "'Replace the pushed run'"),
+)
+
+
+def in_app_words(message):
+    """``message`` with the command line's options replaced by what the App's forms and secrets call them."""
+    for cli, app in _APP_WORDS:
+        message = message.replace(cli, app)
+    return message
+
+
+def _app_errors(execute):
+    """Errors of an operator's run in the App's words (same error type and exit status)."""
+    import functools
+
+    @functools.wraps(execute)
+    def wrapper(self, ctx):
+        try:
+            return execute(self, ctx)
+        except ActiveFTError as exc:
+            translated = type(exc)(in_app_words(str(exc)))
+            translated.exit_code = exc.exit_code
+            raise translated from None
+
+    return wrapper
 
 
 def _connect(ctx):
@@ -105,6 +143,7 @@ class PushToLabelStudio(foo.Operator):
                                "project of this dataset needs its own")
         return types.Property(inputs, view=types.View(label="ActiveFT: push the selection to Label Studio"))
 
+    @_app_errors
     def execute(self, ctx):
         params = ctx.params
         options = {"embeddings_field": params.get("embeddings_field") or None}
@@ -135,6 +174,9 @@ class PushToLabelStudio(foo.Operator):
         outputs.int("queued", label="Samples queued")
         outputs.int("created", label="Tasks created")
         outputs.str("url", label="Priority view")
+        url = (getattr(ctx, "results", None) or {}).get("url")
+        if url:
+            outputs.view("open_url", types.LinkView(href=url, label="Open the priority view in Label Studio"))
         outputs.str("message", label="Summary")
         return types.Property(outputs, view=types.View(label="Pushed to Label Studio"))
 
@@ -164,6 +206,7 @@ class PullFromLabelStudio(foo.Operator):
         inputs.str("control", label="Control name (only when the label config has several)")
         return types.Property(inputs, view=types.View(label="ActiveFT: pull annotations from Label Studio"))
 
+    @_app_errors
     def execute(self, ctx):
         params = ctx.params
         project_id = _optional_int(params.get("project_id"), "project_id")
@@ -174,6 +217,7 @@ class PullFromLabelStudio(foo.Operator):
                                overwrite=bool(params.get("overwrite")), control=params.get("control") or None)
         if not ctx.delegated:
             ctx.ops.reload_dataset()
+            ctx.ops.reload_samples()          # the open grid and sample view show the new labels at once
             ctx.ops.notify(f"{len(result.written)} labels written to {result.label_field!r}", variant="success")
         return {"written": len(result.written), "unchanged": len(result.unchanged),
                 "conflicts": len(result.conflicts), "cancelled": len(result.cancelled),

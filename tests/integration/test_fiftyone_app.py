@@ -27,6 +27,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the App test needs
 from click.testing import CliRunner  # noqa: E402
 
 from activeft_label.cli import main  # noqa: E402
+from activeft_label.connectors import fiftyone as aft  # noqa: E402
 
 CHROMIUM = os.environ.get("ACTIVEFT_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -113,8 +114,9 @@ def test_operator_in_the_app_browser_tags_samples(tmp_path):
                 sync_api.expect(execute).to_be_enabled()
                 execute.click()
 
+                # The run record is written last: once it holds the picks, tags, ranks and the view are there.
                 deadline = time.monotonic() + 180
-                while time.monotonic() < deadline and dataset.count_sample_tags().get("activeft") != 4:
+                while time.monotonic() < deadline and len((aft.get_run(dataset) or {}).get("sample_ids", [])) != 4:
                     time.sleep(1)
                     dataset.reload()
                 assert dataset.count_sample_tags() == {"activeft": 4}

@@ -694,3 +694,19 @@ def test_a_queue_naming_a_sample_twice_is_refused_before_any_upload_and_repaired
     assert final.duplicate_ranks == {}
     annotated = [t for t in ls.export_tasks(conn, project_id) if t.get("annotations")]
     assert len(annotated) == 3                          # annotations are never touched
+
+
+def test_app_errors_name_the_forms_fields_and_the_plugin_secrets_not_command_line_options(ds, plugin_installed,
+                                                                                         monkeypatch):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    uri = "@activeft/activeft-label/push_to_labelstudio"
+    with pytest.raises(ExecutionError) as neither:
+        foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": {"budget": "5"}})
+    assert "a project id" in str(neither.value) and "--project" not in str(neither.value)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "not-a-valid-key-at-all")
+    with pytest.raises(ExecutionError) as refused:
+        foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": {"project_id": 1}})
+    assert "plugin secret LABEL_STUDIO_API_KEY" in str(refused.value) and "--api-key" not in str(refused.value)
+    assert "not-a-valid-key-at-all" not in str(refused.value)

@@ -4,6 +4,7 @@ import json
 
 import fiftyone as fo
 import numpy as np
+from fiftyone.core.runs import RunResults
 
 from ...errors import InputError
 from ...version import __version__
@@ -211,13 +212,15 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     config.update(extra or {})
     config = _json_ready(config)
     method = config.pop("method")
+    # The run record is written last, config and results in one call: a reader that finds the record (the App,
+    # a test, sync push) finds the tags, ranks and saved view already there.
     run_config = collection.init_run(method=method, **config)
-    collection.register_run(run_name, run_config, overwrite=True, cleanup=False)
-    results = collection.init_run_results(
-        run_name, sample_ids=selected, ranks=list(range(rank_offset + 1, rank_offset + len(selected) + 1)),
+    results = RunResults(
+        collection, run_config, run_name, sample_ids=selected,
+        ranks=list(range(rank_offset + 1, rank_offset + len(selected) + 1)),
         cluster_sizes=[int(s) for s in np.asarray(result.cluster_sizes)[order]], tagged_ids=tagged_ids,
         fixed_ids=sorted(fixed_ids))
-    collection.save_run_results(run_name, results, overwrite=True, cache=False)
+    collection.register_run(run_name, run_config, results=results, overwrite=True, cleanup=False, cache=False)
 
     return SelectionSummary(
         dataset=dataset.name, run_name=run_name, saved_view=run_name, sample_ids=selected, tag=tag,
