@@ -37,19 +37,32 @@ _APP_WORDS = (
     ("--api-key or LABEL_STUDIO_API_KEY", "the plugin secret LABEL_STUDIO_API_KEY"),
     ("--url or LABEL_STUDIO_URL", "the plugin secret LABEL_STUDIO_URL"),
     ("--api-key", "the plugin secret LABEL_STUDIO_API_KEY"), ("--url", "the plugin secret LABEL_STUDIO_URL"),
-    ("--project ID", "a project id"), ("--title TITLE", "a project title"), ("--project", "the project id"),
-    ("--title", "the project title"), ("--labels a,b,c", "labels (a,b,c)"), ("--labels", "the labels"),
-    ("--task", "the task"), ("--budget N or P%", "a budget (N or P%)"), ("--budget", "the budget"),
-    ("--reselect", "'Select this round again'"), ("--round", "the round"), ("--run-name", "the run name"),
-    ("--task-field", "another task id field"), ("--overwrite", "'Overwrite labels that differ'"),
-    ("--control NAME", "the control name"), ("--replace", "'Replace the pushed run'"),
+    ("pass --labels a,b,c (and --task)", "give the labels a,b,c (and the task)"),
+    ("leave out --budget", "leave the budget empty"), ("pass --budget N or P%", "give a budget (N or P%)"),
+    ("pass --reselect", "tick 'Select this round again'"), ("pass --overwrite", "tick 'Overwrite labels that differ'"),
+    ("another --run-name", "another run name"), ("another --task-field", "another task id field"),
+    ("pass --control NAME", "give the control name"), ("leave out --labels", "leave the labels empty"),
+    ("--project ID", "a project id"), ("--title TITLE", "a project title"), ("--labels/--task", "the labels/task"),
+    ("--replace", "'Replace the pushed run'"), ("--reselect", "'Select this round again'"),
+    ("--project", "the project id"), ("--title", "the project title"), ("--labels", "the labels"),
+    ("--round", "the round"), ("--budget", "the budget"), ("--task", "the task"),
 )
 
 
 def in_app_words(message):
-    """``message`` with the command line's options replaced by what the App's forms and secrets call them."""
+    """``message`` with the command line's options replaced by what the App's forms and secrets call them.
+
+    Whole commands quoted in a message (``activeft sync push --round 2 ...``) are left as they are.
+    """
+    import re
+
+    commands = re.findall(r"`?activeft [^;)`]*`?", message)
+    for number, command in enumerate(commands):
+        message = message.replace(command, f"\0{number}\0", 1)
     for cli, app in _APP_WORDS:
         message = message.replace(cli, app)
+    for number, command in enumerate(commands):
+        message = message.replace(f"\0{number}\0", command, 1)
     return message
 
 
@@ -89,6 +102,16 @@ def _optional_int(value, name):
         return int(value)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a whole number, got {value!r}") from None
+
+
+#: What the forms say about "Schedule" (delegated execution): the App shows nothing more once it is scheduled.
+SCHEDULE_NOTE = ("Schedule queues the run for a delegated-operations worker (start one with `fiftyone delegated "
+                 "launch`); it is listed on the App's Runs page under the name below, with its progress and result")
+
+
+def schedule_notice(inputs, run_name):
+    """Say, in a form, how a scheduled (delegated) run executes and where to find it."""
+    inputs.view("schedule_note", types.Notice(label=f"{SCHEDULE_NOTE}: {run_name!r}."))
 
 
 def _secrets_notice(ctx, inputs):
@@ -141,7 +164,14 @@ class PushToLabelStudio(foo.Operator):
         inputs.str("task_field", default=sync.TASK_FIELD, label="Task id field",
                    description="Integer sample field that receives each pushed sample's task id; each Label Studio "
                                "project of this dataset needs its own")
+        schedule_notice(inputs, self.resolve_run_name(ctx))
         return types.Property(inputs, view=types.View(label="ActiveFT: push the selection to Label Studio"))
+
+    def resolve_run_name(self, ctx):
+        params = ctx.params
+        where = (f"project {params['project_id']}" if params.get("project_id") else
+                 f"project {params.get('title')!r}" if params.get("title") else "Label Studio")
+        return f"ActiveFT: push {ctx.dataset_name} to {where}, round {params.get('round') or 1}"
 
     @_app_errors
     def execute(self, ctx):
@@ -204,7 +234,13 @@ class PullFromLabelStudio(foo.Operator):
         inputs.bool("overwrite", default=False, label="Overwrite labels that differ",
                     description="Without it, samples that already hold a different label keep it")
         inputs.str("control", label="Control name (only when the label config has several)")
+        schedule_notice(inputs, self.resolve_run_name(ctx))
         return types.Property(inputs, view=types.View(label="ActiveFT: pull annotations from Label Studio"))
+
+    def resolve_run_name(self, ctx):
+        params = ctx.params
+        return (f"ActiveFT: pull project {params.get('project_id') or '?'} into "
+                f"{ctx.dataset_name}.{params.get('label_field') or 'ground_truth'}")
 
     @_app_errors
     def execute(self, ctx):

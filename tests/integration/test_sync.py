@@ -556,7 +556,7 @@ def test_app_push_form_offers_reselect_and_reselecting_replaces_the_round(ds, co
     project_id = first.result["project_id"]
     before = set(ds.match_tags("activeft").values("id"))
     again = {"project_id": project_id, "budget": "8", "embeddings_field": "emb"}
-    with pytest.raises(ExecutionError, match="already selected 5 samples.*--reselect"):
+    with pytest.raises(ExecutionError, match="already selected 5 samples.*tick 'Select this round again'"):
         foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": again})
     assert len(_tasks(conn, project_id)) == 5                      # the refused push wrote nothing
 
@@ -710,3 +710,19 @@ def test_app_errors_name_the_forms_fields_and_the_plugin_secrets_not_command_lin
         foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": {"project_id": 1}})
     assert "plugin secret LABEL_STUDIO_API_KEY" in str(refused.value) and "--api-key" not in str(refused.value)
     assert "not-a-valid-key-at-all" not in str(refused.value)
+
+
+def test_a_scheduled_app_run_is_named_for_what_it_does(ds, plugin_installed):
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    queued = foo.execute_operator("@activeft/activeft-label/pull_from_labelstudio", ctx={
+        "dataset": ds, "view": ds.view(), "request_delegation": True,
+        "params": {"project_id": 7, "label_field": "gt"}})
+    assert queued.delegated
+    service = DelegatedOperationService()
+    (op,) = service.list_operations(dataset_name=ds.name)
+    try:
+        assert op.label == f"ActiveFT: pull project 7 into {ds.name}.gt"
+    finally:
+        service.delete_operation(op.id)
