@@ -21,6 +21,7 @@ The house, imports flowing one way (each layer imports only the ones below it)::
 
 from .version import __version__
 from .budget import parse_budget
+from .devices import process_tuning
 from .errors import ActiveFTError, InputError
 from .selection import METHODS
 
@@ -77,4 +78,4 @@ def embed_images(paths, model="efficientnet-lite0", pretrained=None, *, batch_si
 
 
 __all__ = ["select", "embed_images", "parse_budget", "load_pool", "SelectionResult", "SelectionOptions",
-           "EmbeddingOptions", "METHODS", "ActiveFTError", "InputError", "__version__"]
+           "EmbeddingOptions", "METHODS", "ActiveFTError", "InputError", "process_tuning", "__version__"]

@@ -2,11 +2,15 @@
 
 Embeds ``--images`` real images with ``embed_images`` (cache off, the product's defaults otherwise) in a fresh
 process per run, in the order off, on, on, off, so that drift in the machine's load hits both sides alike.
-``on`` is the product as shipped; ``off`` has one speed-up removed, chosen with ``--compare``:
+``on`` is the product as the ``activeft`` command line runs it (inside ``activeft_label.devices.process_tuning``,
+which every command enters for its own process); ``off`` has one speed-up removed, chosen with ``--compare``:
 
 * ``heap`` (default): ``activeft_label.embeddings.heap.large_blocks_stay_in_heap`` replaced by a no-op
   (glibc's default mmap and trim behaviour). Images: the demo's Fashion-MNIST sample (or scikit-learn's
   digits), written as PNG files.
+* ``library``: the command line's path against a library call (``embed_images`` from Python, the connectors,
+  the FiftyOne App's operators), which leaves process-wide state alone: no ``process_tuning`` block, so glibc's
+  thresholds stay as they were. Images: as for ``heap``.
 * ``decoding``: large JPEGs decoded in full instead of at a reduced scale (``images.decode_side``).
   Images: the JPEG photographs in ``--photos`` (default: the wallpapers of Debian's
   ``plasma-workspace-wallpapers`` and ``gnome-backgrounds`` packages, ``apt-get install`` them), each
@@ -20,6 +24,7 @@ weights, and pretrained tags need a download.
     python bench/embedding_speed.py                                # 640 images, both encoders
     python bench/embedding_speed.py --images 320 --models efficientnet-lite0 --out ""
     python bench/embedding_speed.py --compare decoding --images 256 --models efficientnet-lite0
+    python bench/embedding_speed.py --compare library --images 320 --models efficientnet-lite0
 """
 
 import argparse
@@ -50,10 +55,16 @@ DESCRIPTIONS = {
     "decoding": ("Embedding speed on the CPU: large JPEGs decoded at a reduced scale",
                  "`on` = the product (JPEGs decoded at the largest libjpeg reduction that keeps the shorter side "
                  "≥ twice the encoder's input, `embeddings/images.py`); `off` = every JPEG decoded in full."),
+    "library": ("Embedding speed on the CPU: the command line against a library call",
+                "`on` = the `activeft` command line's path (inside `devices.process_tuning`, which every command "
+                "enters for its own process: `embeddings/heap.py` raises glibc's thresholds around the batches); "
+                "`off` = a library call (`embed_images` from Python, the connectors, the App's operators), which "
+                "leaves glibc's settings as they were."),
 }
 
 
 def worker(compare, model, variant, folder, checkpoint, batch_size, workers, features_out):
+    from activeft_label.devices import process_tuning
     from activeft_label.embeddings import embed, embed_images, load_encoder
 
     if variant == "off" and compare == "heap":
@@ -64,8 +75,10 @@ def worker(compare, model, variant, folder, checkpoint, batch_size, workers, fea
     paths = sorted(os.path.join(folder, name) for name in os.listdir(folder))
     before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    result = embed_images(paths, encoder, batch_size=batch_size, cache_dir=False, progress=False,
-                          num_workers=None if workers == "default" else int(workers))
+    # The command line's path runs inside process_tuning; only --compare library's "off" is a plain library call.
+    with contextlib.nullcontext() if variant == "off" and compare == "library" else process_tuning():
+        result = embed_images(paths, encoder, batch_size=batch_size, cache_dir=False, progress=False,
+                              num_workers=None if workers == "default" else int(workers))
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     np.save(features_out, result.features)

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from activeft_label.files.demo import fashion_mnist  # noqa: E402
 from activeft_label.embeddings import load_encoder  # noqa: E402
+from activeft_label.devices import process_tuning  # noqa: E402
 from activeft_label.embeddings.heap import large_blocks_stay_in_heap  # noqa: E402
 
 CACHE = os.path.join(HERE, ".cache")
@@ -40,7 +41,8 @@ def embed(encoder, images, size, batch_size=64, label=""):
     """uint8 N×28×28 → float32 N×1280 features."""
     out = np.empty((len(images), encoder.dim), dtype=np.float32)
     started = time.perf_counter()
-    with torch.inference_mode(), large_blocks_stay_in_heap():
+    # This script owns its process: the heap tuning the command line uses applies here too.
+    with torch.inference_mode(), process_tuning(), large_blocks_stay_in_heap():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size]).float().unsqueeze(1)
             batch = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False)

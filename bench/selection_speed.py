@@ -205,7 +205,10 @@ def scale_worker(n, budget, iterations, minibatch=0):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--_scale":
-        scale_worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
-    else:
-        main()
+    from activeft_label.devices import process_tuning
+
+    with process_tuning():           # this script owns its process: tune it as the command line does
+        if len(sys.argv) == 6 and sys.argv[1] == "--_scale":
+            scale_worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        else:
+            main()

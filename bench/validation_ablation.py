@@ -177,4 +177,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from activeft_label.devices import process_tuning
+
+    with process_tuning():       # this script owns its process: tune it as the command line does
+        main()

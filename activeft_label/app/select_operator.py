@@ -25,6 +25,9 @@ tag, rank_field, run_name : str
     Defaults ``activeft``, ``activeft_rank``, ``activeft``.
 exclude_labeled : str
     A field name (samples with a value count as labeled) or ``tag:NAME``.
+replace : bool
+    Select a run again although it was pushed to Label Studio (offered by
+    the form only then; refused while a later round depends on it).
 method, temperature, iterations, seed, center
     Advanced settings of the selection.
 """
@@ -73,7 +76,11 @@ def _source(params, vector_fields):
 
 
 def run_options(ctx, size):
-    """Connector keyword arguments from the operator's parameters (absent ones take the defaults)."""
+    """Connector keyword arguments from the operator's parameters (absent ones take the defaults).
+
+    Immediate runs (not delegated) load images in the App server's process itself (``num_workers=0``);
+    delegated runs keep the default DataLoader workers.
+    """
     params = ctx.params
     budget = params.get("budget")
     if budget is None or budget == "":
@@ -84,6 +91,7 @@ def run_options(ctx, size):
         rank_field=params.get("rank_field") or connector.DEFAULT_RANK_FIELD,
         run_name=params.get("run_name") or connector.DEFAULT_RUN_NAME,
         exclude_labeled=(params.get("exclude_labeled") or "").strip() or None,
+        replace=bool(params.get("replace")),
     )
     vector_fields = connector.embedding_fields(ctx.target_view())
     if _source(params, vector_fields) == "field":
@@ -97,6 +105,9 @@ def run_options(ctx, size):
     given = {name: params[name] for name in ("method", "temperature", "iterations", "seed", "center")
              if params.get(name) is not None}
     options.update(SelectionOptions(**given).as_kwargs())
+    if not ctx.delegated:
+        # An immediate run works inside the App server's own process: no DataLoader worker processes there.
+        options["num_workers"] = 0
     return options
 
 
@@ -136,7 +147,7 @@ class SelectSamples(foo.Operator):
             target, options["budget"], embeddings_field=options.get("embeddings_field"),
             exclude_labeled=options["exclude_labeled"], tag=options["tag"],
             rank_field=options["rank_field"], run_name=options["run_name"],
-            store_embeddings=options.get("store_embeddings"),
+            store_embeddings=options.get("store_embeddings"), replace=options["replace"],
             check_files=source == "model" and size <= FORM_FILE_CHECK_LIMIT,
             check_vectors=source == "field" and size <= FORM_VECTOR_CHECK_LIMIT)
         if source == "field" and not options.get("embeddings_field"):
@@ -200,6 +211,10 @@ class SelectSamples(foo.Operator):
             "run_name", default=connector.DEFAULT_RUN_NAME, label="Run name",
             description="Also the name of the saved view; running again with the same name replaces that run's "
                         "tags and ranks")
+        if connector.run_holds(connector.root_dataset(target), options["run_name"]):
+            inputs.bool("replace", default=False, label="Replace the pushed run",
+                        description="This run was pushed to Label Studio: select it again anyway (refused while a "
+                                    "later round depends on it), then push it again to update the queue")
         fields["exclude_labeled"] = inputs.str(
             "exclude_labeled", label="Already labeled (optional)",
             description="A label field (samples where it is set) or tag:NAME; those samples are never selected and "

@@ -70,6 +70,7 @@ def evaluate(features_path, labels_path, test_features, test_labels, test_fracti
     from ..files.output import check_output_path, write_atomic
     from ..devices import resolve_device
     from ..files.sources import load_features
+    from ..selection import check_features
 
     if out:
         check_output_path(out, (".csv",))
@@ -78,6 +79,8 @@ def evaluate(features_path, labels_path, test_features, test_labels, test_fracti
     resolve_device(device)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     features, _ = load_features(features_path)
+    # Before the held-out split shuffles the rows, so that bad rows are reported by their row in the file.
+    check_features(features)
     labels = _load_labels(labels_path, features.shape[0], "--labels")
     if test_features:
         test_x, _ = load_features(test_features)

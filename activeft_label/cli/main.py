@@ -34,6 +34,9 @@ def main():
 
     Run `activeft COMMAND --help` for the options of each command.
     """
+    from .options import own_process
+
+    own_process()                # process-wide speed tuning, for this command's own process only
 
 
 @main.command(context_settings=CONTEXT)
@@ -160,6 +163,10 @@ def demo(workdir, size, budget, seed, device, quiet):
     installed) as PNG files, embeds them with the offline EfficientNet-Lite0
     encoder, selects 1% with ActiveFT, writes selection.csv and map.png, and
     compares the coverage with random selection.
+
+    A --workdir that cannot be written is refused before anything is
+    written; a run that fails or is interrupted removes the files and
+    folders it created (PNGs of an earlier run are reused and kept).
     """
     from .demo import run_demo
 

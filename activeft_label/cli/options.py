@@ -36,6 +36,23 @@ def friendly_errors(command):
     return wrapper
 
 
+def own_process():
+    """Tune this process for speed until the command ends: the command line owns its process.
+
+    Called once by the root group ``activeft`` (so by every command, also
+    through ``python -m activeft_label.cli``): it opens
+    :func:`activeft_label.devices.process_tuning` on click's context, which
+    closes it when the command ends.  Inside it, glibc's malloc thresholds are
+    raised while a CPU encoder embeds, and small CPU selections run on one
+    torch thread.  Library calls made outside a command (the Python API, the
+    FiftyOne App's operators) leave both as they found them.  Cheap: torch is
+    not imported here.
+    """
+    from ..devices import process_tuning
+
+    click.get_current_context().with_resource(process_tuning())
+
+
 def say(message="", err=False):
     click.echo(message, err=err)
 

@@ -1,8 +1,8 @@
 """The on-disk embedding cache: one SQLite row per image, keyed by model, weights, path, size and mtime."""
 
+import logging
 import os
 import sqlite3
-import warnings
 
 import numpy as np
 
@@ -10,6 +10,8 @@ import numpy as np
 #: (v2: large JPEGs are decoded at a reduced scale, images.decode_side).
 _CACHE_TABLE = "embeddings_v2"
 _CACHE_FILE = "embeddings.sqlite3"
+
+_log = logging.getLogger(__name__)
 
 
 def default_cache_dir():
@@ -107,6 +109,15 @@ def open_cache(cache_dir, model, weights):
     try:
         return _Cache(directory, model, weights)
     except (OSError, sqlite3.Error) as exc:
-        warnings.warn(f"embedding cache in {directory} cannot be used ({exc}); embedding without a cache",
-                      RuntimeWarning, stacklevel=3)
+        cache_warning(f"embedding cache in {directory} cannot be used ({exc}); embedding without a cache")
         return None
+
+
+def cache_warning(message):
+    """Tell the user that the cache is left out, in one line.
+
+    A WARNING of the ``activeft_label.embeddings.cache`` logger, not a Python warning (whose default display adds
+    the file, line and source of the call) and not a change to the host's warning or logging set-up: where the
+    host configured no logging, Python's last-resort handler prints just the message on stderr.
+    """
+    _log.warning("%s", message)

@@ -3,14 +3,13 @@
 import os
 import sqlite3
 import sys
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..errors import ActiveFTError, InputError
-from .cache import open_cache
+from .cache import cache_warning, open_cache
 from .encoders import Encoder, load_resolved_encoder
 from .heap import large_blocks_stay_in_heap
 from .images import ImageDataset, collate_images, decode_side, failure_reason
@@ -66,6 +65,12 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
     reduced scale that keeps twice that side (libjpeg's DCT scaling; see
     :func:`.images.decode_side`): photographs decode several times faster,
     and the features stay within cosine 0.996 of a full decode.
+
+    Process-wide state is left as found: on the CPU, glibc's malloc
+    thresholds are raised while the batches run (3× faster, :mod:`.heap`)
+    only inside :func:`activeft_label.devices.process_tuning`, which the
+    ``activeft`` command line enters for its own process; a script that owns
+    its process may enter it too.
 
     Missing, unreadable, corrupt and truncated images never stop the run:
     they are listed in ``result.skipped`` with a reason.  The encoder is only
@@ -126,8 +131,7 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
             try:
                 rows, failed = cache.lookup([(p, b, s, m) for p, b, s, m, _ in keys])
             except sqlite3.Error as exc:
-                warnings.warn(f"embedding cache {cache.path} cannot be read ({exc}); embedding without it",
-                              RuntimeWarning, stacklevel=2)
+                cache_warning(f"embedding cache {cache.path} cannot be read ({exc}); embedding without it")
                 cache.close()
                 cache, rows, failed = None, {}, {}
         dims = {v.shape[0] for v in rows.values()}
@@ -180,7 +184,8 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
     bar = tqdm(total=len(todo), desc=f"embedding ({encoder.name})", unit="img", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     cache_ok = cache is not None
-    # On the CPU, glibc mapped and unmapped each large activation per batch: 3× slower (heap.py).
+    # On the CPU, glibc mapped and unmapped each large activation per batch: 3× slower (heap.py). Only
+    # within devices.process_tuning (the command line's own process) are its thresholds raised.
     try:
         with large_blocks_stay_in_heap(enabled=device_type == "cpu"):
             for positions, batch, failures in loader:
@@ -210,8 +215,8 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
                     try:
                         cache.store(new)
                     except sqlite3.Error as exc:
-                        warnings.warn(f"embedding cache {cache.path} cannot be written ({exc}); "
-                                      f"continuing without it", RuntimeWarning, stacklevel=3)
+                        cache_warning(f"embedding cache {cache.path} cannot be written ({exc}); continuing "
+                                      f"without it")
                         cache_ok = False
                 bar.update(len(positions) + len(failures))
     finally:

@@ -1,6 +1,8 @@
 """Loading encoders: EfficientNet-Lite0 from its packages, open_clip models from tags or checkpoints, failing fast offline."""
 
 import logging
+import os
+import pickle
 import threading
 import urllib.error
 import urllib.request
@@ -99,6 +101,9 @@ def _load_effnet(spec, device):
     net = EfficientNet.from_name(DEFAULT_MODEL)
     try:
         state = torch.load(spec.source, map_location="cpu", weights_only=True)
+    except Exception:
+        raise InputError(_not_a_checkpoint(spec.source, DEFAULT_MODEL)) from None
+    try:
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         net.load_state_dict(state, strict=True)
@@ -112,6 +117,34 @@ def _load_effnet(spec, device):
         return net.extract_features(x).mean(dim=(2, 3))
 
     return Encoder(DEFAULT_MODEL, spec.weights, _EFFNET_DIM, _effnet_preprocess, net, forward, device)
+
+
+#: Where the readers of weight files live: an error raised in them means the file itself could not be read.
+_READERS = (os.path.join("torch", "serialization.py"), os.path.join("torch", "_weights_only_unpickler.py"),
+            os.path.join("numpy", "lib", ""), os.path.join("safetensors", ""))
+
+
+def _unreadable_checkpoint(exc):
+    """True when ``exc``, or what caused it, was raised reading a weights file, not fitting it to the model."""
+    seen = 0
+    while exc is not None and seen < 10:
+        traceback = exc.__traceback__
+        while traceback is not None:
+            if any(reader in traceback.tb_frame.f_code.co_filename for reader in _READERS):
+                return True
+            traceback = traceback.tb_next
+        text = str(exc)
+        if isinstance(exc, pickle.UnpicklingError) or "pickle" in text or "weights_only" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _not_a_checkpoint(path, model):
+    # Never torch's own text: it advises loading with weights_only=False, which runs code from the file.
+    return (f"{path} is not a valid checkpoint for {model}: expected a PyTorch state dict of tensors, saved with "
+            f"torch.save(model.state_dict(), path)")
 
 
 def short_error(exc, limit=400):
@@ -135,6 +168,8 @@ def _load_open_clip(spec, device):
             raise ActiveFTError(
                 f"cannot load {spec.name} with pretrained tag {spec.source!r}: {type(exc).__name__}: {short_error(exc)}"
             ) from None
+        if _unreadable_checkpoint(exc):
+            raise InputError(_not_a_checkpoint(spec.source, spec.name)) from None
         raise InputError(
             f"cannot load checkpoint {spec.source} into {spec.name} (is it a checkpoint of that model?): "
             f"{type(exc).__name__}: {short_error(exc)}"

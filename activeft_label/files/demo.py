@@ -50,9 +50,17 @@ def demo_images(size, seed=0):
     return images[take], labels[take], names, source
 
 
-def write_pngs(images, folder):
-    """Write uint8 grayscale images as PNG files; returns their paths (existing files are reused)."""
+def write_pngs(images, folder, written=None):
+    """Write uint8 grayscale images as PNG files; returns their paths (existing files are reused).
+
+    ``written``: a list that each newly written path is appended to as soon as it exists, so that a caller
+    interrupted half-way knows what to remove.
+    """
+    import io
+
     from PIL import Image
+
+    from .output import write_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,6 +68,11 @@ def write_pngs(images, folder):
     for k, image in enumerate(images):
         path = folder / f"img_{k:05d}.png"
         if not path.exists():
-            Image.fromarray(image, mode="L").save(path)
+            buffer = io.BytesIO()
+            Image.fromarray(image, mode="L").save(buffer, format="PNG")
+            # Atomic: an interrupted run must not leave a truncated PNG that the next run would reuse.
+            write_atomic(path, buffer.getvalue(), mode="wb")
+            if written is not None:
+                written.append(path)
         paths.append(str(path))
     return paths

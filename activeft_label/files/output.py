@@ -4,7 +4,8 @@ import csv
 import io
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 from ..errors import InputError
@@ -29,17 +30,46 @@ def check_output_path(path, suffixes=OUTPUT_SUFFIXES, what="--out"):
 
 
 def write_atomic(path, data, mode="w"):
-    """Write ``data`` to a temp file beside ``path`` and rename it into place."""
+    """Write ``data`` to a temp file beside ``path`` and rename it into place.
+
+    A new file gets the permissions any new file gets (0o666 less the umask); a file that is replaced keeps its
+    permission bits.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent or "."))
+    fd, tmp = _new_file_beside(path)
     try:
         with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as handle:
+            try:
+                replaced = os.stat(path)
+            except FileNotFoundError:
+                pass
+            else:
+                if stat.S_ISREG(replaced.st_mode):
+                    os.chmod(tmp, stat.S_IMODE(replaced.st_mode))
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _new_file_beside(path):
+    """Create an empty, uniquely named hidden file in ``path``'s folder; returns (fd, name).
+
+    Not ``tempfile.mkstemp``: it creates files 0o600, which the rename would hand on to the output.  Opening with
+    0o666 lets the kernel apply the umask (and a folder's default ACL) as for any new file, without reading or
+    changing the process-wide umask.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_selection(path, records):

@@ -22,7 +22,7 @@ class Pool:
     ids : list of str, one per row (a path relative to the folder, a list entry, or a features file id)
     paths : list of str or None, absolute image paths (None for a features file)
     source_index : np.ndarray (N,), each row's position in the source listing
-    skipped : list of (path, reason), items that could not be read
+    skipped : list of (path, reason), items (and subfolders of a folder) that could not be read
     cached : int, rows that came from the embeddings cache
     """
 
@@ -67,7 +67,8 @@ def load_pool(source, *, model=None, pretrained=None, device="auto", batch_size=
 
     from ..embeddings import DEFAULT_MODEL, embed_images
 
-    paths = list_images(source)
+    unlisted = []
+    paths = list_images(source, skipped=unlisted)
     embedded = embed_images(paths, model=model or DEFAULT_MODEL, pretrained=pretrained, batch_size=batch_size,
                             num_workers=num_workers, device=device, cache_dir=cache_dir, progress=progress)
     if embedded.features.shape[0] == 0:
@@ -78,4 +79,4 @@ def load_pool(source, *, model=None, pretrained=None, device="auto", batch_size=
     kept_paths = [os.path.abspath(paths[i]) for i in kept]
     ids = [os.path.relpath(p, base) if base else p for p in kept_paths]
     return Pool(features=embedded.features, ids=ids, paths=kept_paths, source_index=kept,
-                skipped=list(embedded.skipped), cached=int(embedded.cached))
+                skipped=unlisted + list(embedded.skipped), cached=int(embedded.cached))

@@ -45,7 +45,7 @@ def _extensions_text():
     return ", ".join(sorted(IMAGE_EXTENSIONS))
 
 
-def list_images(source):
+def list_images(source, skipped=None):
     """Return the image paths named by ``source`` as a list of absolute paths.
 
     ``source`` is one of:
@@ -61,8 +61,14 @@ def list_images(source):
       unreadable files are reported when they are embedded;
     * a single image file (its name ends in an image extension): a list with it.
 
+    A subfolder that cannot be listed (no permission, a path too long, ...)
+    is left out; pass a list as ``skipped`` to have ``(folder, reason)``
+    appended to it for each one, as :func:`~activeft_label.files.pool.load_pool`
+    does to report them with the unreadable images.
+
     Raises :class:`InputError` when ``source`` does not exist, is a feature
-    file, is not readable text, or names no images.
+    file, is not readable text, names no images, or is a folder that cannot
+    be listed.
     """
     if source is None or (isinstance(source, str) and not source.strip()):
         raise InputError("no image source given; pass a folder of images or a text file listing image paths")
@@ -74,7 +80,7 @@ def list_images(source):
     if not os.path.exists(source):
         raise InputError(f"{source} does not exist; pass a folder of images or a text file listing image paths")
     if os.path.isdir(source):
-        return _list_folder(source)
+        return _list_folder(source, skipped if skipped is not None else [])
     if is_features_file(source):
         raise InputError(f"{source} is a feature file, not images; load it with load_features (or pass it as features)")
     if _is_image_name(source):
@@ -82,11 +88,16 @@ def list_images(source):
     return _read_list_file(source)
 
 
-def _list_folder(folder):
+def _list_folder(folder, skipped):
     root = os.path.abspath(folder)
     found = []
     seen_dirs = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=None):
+    unreadable = []
+
+    def cannot_list(exc):
+        unreadable.append((exc.filename or root, exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=cannot_list):
         try:
             real = os.path.realpath(dirpath)
         except OSError:
@@ -103,12 +114,19 @@ def _list_folder(folder):
             path = os.path.join(dirpath, name)
             if os.path.isfile(path):
                 found.append(path)
+    if unreadable and unreadable[0][0] == root:
+        raise InputError(f"cannot list folder {root} ({unreadable[0][1]}); check its permissions, or pass another "
+                         f"folder")
+    unreadable = [(path, f"folder cannot be listed ({reason})") for path, reason in unreadable]
     if not found:
+        more = (f"; {len(unreadable)} subfolder(s) could not be listed, first: {unreadable[0][0]}: "
+                f"{unreadable[0][1]}" if unreadable else "")
         raise InputError(
             f"no images found in folder {root} (looked recursively for files ending in {_extensions_text()}, "
-            f"any case, skipping hidden files and folders)"
+            f"any case, skipping hidden files and folders){more}"
         )
     found.sort()
+    skipped.extend(sorted(unreadable))
     return found
 
 
@@ -174,7 +192,9 @@ def load_features(path):
         raise InputError(f"features file {path} is a folder; expected a .npy or .npz file")
 
     ids = None
-    with numpy_read_errors(lambda reason: f"cannot read features from {path}: {reason}"):
+    invalid = (f"cannot read features from {path}: it is not a valid features file; expected a 2-D array of "
+               f"numbers saved with np.save(path, X), or an .npz saved with np.savez(path, features=X, ids=IDS)")
+    with numpy_read_errors(lambda reason: f"cannot read features from {path}: {reason}", invalid):
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
             if not isinstance(array, np.ndarray):
@@ -204,16 +224,22 @@ def load_features(path):
 
 
 @contextlib.contextmanager
-def numpy_read_errors(message):
+def numpy_read_errors(message, invalid=None):
     """Turn what ``np.load`` (and reading an ``.npz``'s arrays) raises into :class:`InputError`.
 
-    ``message(reason)`` words the error; an :class:`InputError` raised inside passes through unchanged.
+    ``message(reason)`` words the error; ``invalid``, if given, is the whole message for a file that is no NumPy
+    file or holds Python objects.  An :class:`InputError` raised inside passes through unchanged.
     """
     try:
         yield
     except InputError:
         raise
     except ValueError as exc:
+        if "pickle" in str(exc):
+            # NumPy's own message advises loading with allow_pickle, which runs code from the file: never give
+            # that advice about a file of unknown origin.
+            raise InputError(invalid or message("not a NumPy file of plain numbers or strings (files holding Python "
+                                                "objects are never loaded)")) from None
         raise InputError(message(f"{exc} (object arrays are not loaded)")) from None
     except (OSError, EOFError) as exc:
         raise InputError(message(str(exc))) from None

@@ -117,7 +117,7 @@ def select(
     if method == "activeft":  # checked before any work
         _check_activeft_params(method_params, n)
     step_work = float(n) * (count + fixed_idx.size) * array.shape[1]
-    with threads_for(dev, step_work):
+    with threads_for(dev, step_work):        # one thread for small CPU problems, in the command line's process only
         indices, picked, ranks, sizes, coverage, loss_final, history = _run(
             method, points, count, fixed_t, fixed_idx, params, loss, temperature, lr, iterations, seed,
             memory_budget, progress, method_params)
@@ -188,7 +188,7 @@ def _rank_and_cover(points, picked, fixed, memory_budget):
     baseline = None
     if fixed.numel():
         baseline = nearest(points[picked], points[fixed], memory_budget)[1].cpu().numpy()
-    order = priority_order(points[picked], sizes, baseline)
+    order = priority_order(points[picked], sizes, baseline, memory_budget)
     ranks = np.empty(count, dtype=np.int64)
     ranks[order] = np.arange(1, count + 1)
     return ranks, sizes.astype(np.int64), coverage_distance(sim)

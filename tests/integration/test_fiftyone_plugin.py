@@ -168,6 +168,20 @@ def test_bad_input_refused_by_fiftyone_and_nothing_written(installed, ds):
     assert env.snapshot(ds) == before
 
 
+def test_immediate_runs_start_no_dataloader_workers_in_the_app_server(ds):
+    """An immediate run embeds inside the App server's own process: num_workers=0; a delegated run keeps the default."""
+    from fiftyone.operators.executor import ExecutionContext
+
+    from activeft_label.app.select_operator import run_options
+
+    params = {"budget": 4, "embeddings": "model"}
+    immediate = run_options(ExecutionContext(request_params=_request(ds, params=dict(params))), len(ds))
+    delegated = run_options(ExecutionContext(request_params=_request(ds, params=dict(params), delegated=True)),
+                            len(ds))
+    assert immediate["model"] == delegated["model"] == "efficientnet-lite0"
+    assert immediate["num_workers"] == 0 and delegated["num_workers"] is None
+
+
 def test_delegated_run_is_queued_then_executed(installed, ds):
     from fiftyone.operators.executor import ExecutionRunState
 

@@ -10,6 +10,11 @@ from reference import dense_optimize
 from activeft_label.selection.activeft import optimize_centroids
 from activeft_label.selection.ranking import priority_order
 
+# Many tiny selections: one torch thread (tests/conftest.py).  Library calls no longer switch to one thread for small
+# problems (only the command line does, devices.process_tuning), and on a busy 2-core machine two threads made this
+# module 124 s instead of 19 s.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def clustered(n_clusters=8, per_cluster=60, dim=16, spread=0.25, seed=0):
     rng = np.random.default_rng(seed)
@@ -242,19 +247,23 @@ def test_minibatch_of_the_whole_pool_is_the_exact_run():
 
 
 def test_small_problems_run_on_one_thread_and_restore_the_setting():
-    from activeft_label.devices import threads_for
+    """Inside devices.process_tuning (the command line's process) only; a library call keeps the caller's count."""
+    from activeft_label.devices import process_tuning, threads_for
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         with threads_for(torch.device("cpu"), 1e6):
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-        with threads_for(torch.device("cpu"), 1e12):
+            assert torch.get_num_threads() == 2                 # a library call: torch's setting is the caller's
+        with process_tuning():
+            with threads_for(torch.device("cpu"), 1e6):
+                assert torch.get_num_threads() == 1
             assert torch.get_num_threads() == 2
-        x, _ = clustered(seed=11)
-        select(x, 8, iterations=20)
-        assert torch.get_num_threads() == 2
+            with threads_for(torch.device("cpu"), 1e12):
+                assert torch.get_num_threads() == 2
+            x, _ = clustered(seed=11)
+            select(x, 8, iterations=20)
+            assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

@@ -148,10 +148,12 @@ def test_loaded_encoder_can_be_passed_in(encoder, image_paths, base_result):
 
 
 def test_heap_tuning_applies_on_the_cpu_and_changes_no_feature(encoder, image_paths, monkeypatch):
-    """Batches run inside heap.large_blocks_stay_in_heap (3× faster on glibc); the features are bit-identical."""
+    """In the command line's process (devices.process_tuning) batches run with glibc's thresholds raised (3× faster);
+    the features are bit-identical to a library call's, which leaves glibc alone."""
     import contextlib
     import platform
 
+    from activeft_label.devices import process_tuning
     from activeft_label.embeddings import embed, heap
 
     if platform.libc_ver()[0] == "glibc":
@@ -163,32 +165,43 @@ def test_heap_tuning_applies_on_the_cpu_and_changes_no_feature(encoder, image_pa
         return heap.large_blocks_stay_in_heap(enabled)
 
     monkeypatch.setattr(embed, "large_blocks_stay_in_heap", spy)
-    tuned = embed_images(image_paths, encoder, cache_dir=False, progress=False)
+    applied = heap.times_applied()
+    library = embed_images(image_paths, encoder, cache_dir=False, progress=False)
+    assert heap.times_applied() == applied                   # a library call: glibc's settings untouched
+    with process_tuning():
+        tuned = embed_images(image_paths, encoder, cache_dir=False, progress=False)
+    assert heap.times_applied() == applied + (platform.libc_ver()[0] == "glibc")
     monkeypatch.setattr(embed, "large_blocks_stay_in_heap", lambda enabled=True: contextlib.nullcontext())
-    plain = embed_images(image_paths, encoder, cache_dir=False, progress=False)
-    assert calls == [True]                                    # a CPU encoder: enabled, once per call
+    with process_tuning():
+        plain = embed_images(image_paths, encoder, cache_dir=False, progress=False)
+    assert calls == [True, True]                              # a CPU encoder: enabled, once per call
     np.testing.assert_array_equal(tuned.features, plain.features)
+    np.testing.assert_array_equal(tuned.features, library.features)
 
 
 def test_heap_blocks_nest_and_unwind_on_errors():
     """Only the outermost block sets and restores glibc's thresholds; an error inside still unwinds."""
     import platform
 
+    from activeft_label.devices import process_tuning
     from activeft_label.embeddings import heap
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("the heap tuning applies to glibc only")
     assert heap._depth == 0
     with heap.large_blocks_stay_in_heap():
-        assert heap._depth == 1
-        with pytest.raises(RuntimeError):
-            with heap.large_blocks_stay_in_heap():
-                assert heap._depth == 2
-                raise RuntimeError("inner failure")
-        assert heap._depth == 1
-    assert heap._depth == 0
-    with heap.large_blocks_stay_in_heap(enabled=False):
-        assert heap._depth == 0                                  # disabled (a GPU encoder): nothing set
+        assert heap._depth == 0                                  # outside process_tuning (a library call): nothing set
+    with process_tuning():
+        with heap.large_blocks_stay_in_heap():
+            assert heap._depth == 1
+            with pytest.raises(RuntimeError):
+                with heap.large_blocks_stay_in_heap():
+                    assert heap._depth == 2
+                    raise RuntimeError("inner failure")
+            assert heap._depth == 1
+        assert heap._depth == 0
+        with heap.large_blocks_stay_in_heap(enabled=False):
+            assert heap._depth == 0                              # disabled (a GPU encoder): nothing set
 
 
 def _bad_files(folder):
