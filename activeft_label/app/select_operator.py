@@ -44,6 +44,7 @@ from ..embeddings import DEFAULT_MODEL
 from ..embeddings.options import EmbeddingOptions
 from ..selection import METHODS
 from ..selection.options import SelectionOptions
+from .forms import schedule_notice
 from ..connectors import fiftyone as connector
 
 #: Above this many samples to embed, the form proposes a delegated (background) run.
@@ -234,6 +235,7 @@ class SelectSamples(foo.Operator):
             inputs.view("delegation", types.Notice(
                 label="Large target: this runs in the background by default (start `fiftyone delegated launch` "
                       "to run queued operations)"))
+        schedule_notice(inputs, self.resolve_run_name(ctx))
 
         for name, message in report.problems.items():
             prop = fields.get(name) or fields["budget"]
@@ -241,6 +243,11 @@ class SelectSamples(foo.Operator):
                 else message
             prop.invalid = True
         return types.Property(inputs, view=types.View(label="ActiveFT: select samples to annotate"))
+
+    def resolve_run_name(self, ctx):
+        params = ctx.params
+        return (f"ActiveFT: select {params.get('budget') or 'the default budget'} of {ctx.dataset_name} (run "
+                f"{params.get('run_name') or connector.DEFAULT_RUN_NAME!r})")
 
     def execute(self, ctx):
         target = ctx.target_view()

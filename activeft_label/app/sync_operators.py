@@ -26,6 +26,7 @@ from .. import sync
 from ..connectors import fiftyone as fo_connector
 from ..connectors import labelstudio as ls_connector
 from ..errors import ActiveFTError, InputError
+from .forms import schedule_notice
 
 _SECRETS_HELP = ("set the plugin secrets LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (in open-source FiftyOne: "
                  "environment variables of the App's process) and restart the App")
@@ -102,16 +103,6 @@ def _optional_int(value, name):
         return int(value)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a whole number, got {value!r}") from None
-
-
-#: What the forms say about "Schedule" (delegated execution): the App shows nothing more once it is scheduled.
-SCHEDULE_NOTE = ("Schedule queues the run for a delegated-operations worker (start one with `fiftyone delegated "
-                 "launch`); it is listed on the App's Runs page under the name below, with its progress and result")
-
-
-def schedule_notice(inputs, run_name):
-    """Say, in a form, how a scheduled (delegated) run executes and where to find it."""
-    inputs.view("schedule_note", types.Notice(label=f"{SCHEDULE_NOTE}: {run_name!r}."))
 
 
 def _secrets_notice(ctx, inputs):
