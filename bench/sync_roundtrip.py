@@ -19,15 +19,28 @@ The annotations are made the same way for both projects, outside the timed
 parts: one prediction per task (imported in bulk), turned into annotations
 by Label Studio's own "predictions to annotations" action.
 
+With ``--compare export`` the pull is also measured the way earlier versions
+read the annotations, through Label Studio's one-request JSON export
+(``GET /api/projects/ID/export``, deprecated, 404 on Label Studio
+Enterprise), side by side with the paginated task list that
+:func:`activeft_label.connectors.labelstudio.export_tasks` reads now: each way
+pulls into a fresh label field (so each writes every label), in turns
+(task list, export, task list, export, ... ``--repeats`` times), and the read
+alone (``export_tasks``) is timed after each pull.  The old way is run by
+handing ``sync.pull`` the connector's ``export_tasks(..., via="export")``.
+
 Run::
 
     python bench/sync_roundtrip.py --size 10000 --results bench/RESULTS.md
+    python bench/sync_roundtrip.py --size 10000 --skip-fiftyone --compare export --results bench/RESULTS.md
 """
 
 import argparse
 import datetime
+import functools
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,12 +84,97 @@ def annotate_every_task(conn, project_id, label_of_task):
     return len(tasks)
 
 
+def compare_pulls(dataset, conn, project_id, size, repeats, class_of, path_of):
+    """Pull ``repeats`` times each way, in turns, each into a fresh label field; {step: [seconds, ...]}."""
+    from activeft_label import sync
+    from activeft_label.connectors import labelstudio as ls
+
+    current = ls.export_tasks
+    ways = {"tasks": current, "export": functools.partial(current, via="export")}
+    times = {}
+    for turn in range(repeats):
+        for way, read in ways.items():
+            field = f"gt_{way}_{turn}"
+            ls.export_tasks = read  # what sync.pull calls (through the package)
+            try:
+                started = time.perf_counter()
+                pulled = sync.pull(dataset, conn, project_id, field)
+                elapsed = time.perf_counter() - started
+            finally:
+                ls.export_tasks = current
+            assert len(pulled.written) == size, pulled.describe()
+            labels = dict(zip(*dataset.values(["filepath", f"{field}.label"])))
+            assert sum(1 for path, label in labels.items() if class_of[path] != label) == 0
+            times.setdefault(f"pull via {way}", []).append(elapsed)
+            started = time.perf_counter()
+            tasks = read(conn, project_id)
+            times.setdefault(f"read via {way}", []).append(time.perf_counter() - started)
+            annotations = sum(len(task.get("annotations") or []) for task in tasks)
+            assert len(tasks) == size and annotations == size, (len(tasks), annotations)
+    return times
+
+
+def machine():
+    """(CPU model from lscpu, date from `date`)."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")), "unknown")
+    except (OSError, subprocess.CalledProcessError):
+        model = "unknown"
+    try:
+        date = subprocess.run(["date"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        date = datetime.datetime.now().isoformat(timespec="seconds")
+    return model, date
+
+
+def append_comparison(args, compare, fiftyone_version):
+    from importlib.metadata import version
+
+    from activeft_label.connectors import labelstudio as ls
+
+    model, date = machine()
+    mean = {key: sum(values) / len(values) for key, values in compare.items()}
+    lines = [
+        f"\n## Pull: task list vs the deprecated export, {args.size} annotations — "
+        f"{datetime.date.today().isoformat()}\n",
+        f"`lscpu`: {model}, {os.cpu_count()} CPU cores (shared with other jobs); `date`: {date}. Python "
+        f"{platform.python_version()}, label-studio {version('label-studio')} (sqlite, dev server), label-studio-sdk "
+        f"{version('label-studio-sdk')}, fiftyone {fiftyone_version}. Command: `python bench/sync_roundtrip.py --size "
+        f"{args.size} --skip-fiftyone --compare export --repeats {args.repeats}` (one run, one server, one project "
+        f"of {args.size} tasks with one annotation each; the two ways in turns, each pull into a fresh label field).\n",
+        "| step | way | runs (s) | mean (s) | annotations/s | export / task list |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for step in ("pull", "read"):
+        for way in ("tasks", "export"):
+            key = f"{step} via {way}"
+            ratio = mean[f"{step} via export"] / mean[f"{step} via tasks"]
+            lines.append(f"| {step} | {'task list (now)' if way == 'tasks' else 'export (before)'} | "
+                         + ", ".join(f"{v:.1f}" for v in compare[key])
+                         + f" | {mean[key]:.1f} | {args.size / mean[key]:.0f} | "
+                         + (f"{ratio:.2f} |" if way == "tasks" else "|"))
+    lines += [
+        "",
+        f"pull = `sync.pull` of all {args.size} annotations into a new label field (every label written, each checked "
+        f"against the class its file was annotated with; images = annotations = tasks here, one each). read = "
+        f"`export_tasks` alone: task list = `GET /api/tasks/?fields=all&include=...`, "
+        f"{ls.ANNOTATION_PAGE_SIZE} tasks a page; export = `GET /api/projects/ID/export` in one request. The last "
+        f"column is the time of the export over the time of the task list (above 1: the task list is faster).",
+    ]
+    with open(args.results, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=10000)
     parser.add_argument("--skip-fiftyone", action="store_true")
     parser.add_argument("--workdir", help="folder for the images, the server and the database (default: temp)")
     parser.add_argument("--results", help="append a section to this Markdown file")
+    parser.add_argument("--compare", choices=["export"],
+                        help="also pull through the deprecated one-request export, side by side with the task list")
+    parser.add_argument("--repeats", type=int, default=2, help="turns of each way with --compare (default 2)")
     args = parser.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="activeft-sync-bench-"))
@@ -130,6 +228,10 @@ def main(argv=None):
         times["activeft pull re-run"] = time.perf_counter() - started
         assert not second.written and len(second.unchanged) == args.size
 
+        compare = {}
+        if args.compare:
+            compare = compare_pulls(ours, conn, pushed.project_id, args.size, args.repeats, class_of, path_of)
+
         if not args.skip_fiftyone:
             os.environ["LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"] = "true"
             os.environ["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] = server.local_files_root
@@ -164,7 +266,11 @@ def main(argv=None):
 
     for key, value in times.items():
         print(f"{key}: {value:.1f}" if not key.startswith("_") else f"{key}: {value}")
-    if args.results:
+    for key, values in compare.items():
+        print(f"{key}: " + ", ".join(f"{v:.1f}" for v in values))
+    if args.results and args.compare:
+        append_comparison(args, compare, fo.__version__)
+    if args.results and not args.compare:
         from importlib.metadata import version
 
         push_ratio = times.get("FiftyOne annotate", float("nan")) / times["activeft push"]

@@ -128,6 +128,8 @@ def select_command(project_id, budget, selection, mode, view_id, image_field, ti
                    "upload.")
 @click.option("--document-root", type=click.Path(file_okay=False), envvar="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT",
               show_envvar=True, help="The server's local-files document root (same machine or shared disk).")
+@click.option("--import-batch", type=click.IntRange(1), default=500, show_default=True,
+              help="Tasks per import request (with --images upload, also the images uploaded before each import).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False),
               help="Also write the selection (rank,index,id,path,cluster_size) to this .csv or .json file.")
 @model_options
@@ -135,8 +137,8 @@ def select_command(project_id, budget, selection, mode, view_id, image_field, ti
 @server_options
 @friendly_errors
 @guard_secrets
-def setup_command(source, title, labels, task, budget, selection, images, document_root, out, embedding, device, quiet,
-                  url, api_key):
+def setup_command(source, title, labels, task, budget, selection, images, document_root, import_batch, out, embedding,
+                  device, quiet, url, api_key):
     """Create a Label Studio project holding the best BUDGET images of SOURCE.
 
     SOURCE is a folder of images (searched recursively) or a text file with
@@ -150,7 +152,20 @@ def setup_command(source, title, labels, task, budget, selection, images, docume
 
     Each task's data holds image, activeft_id (the path relative to the
     folder) and activeft_rank.  Running the command again with the same
-    title completes or updates that project; it never duplicates tasks.
+    title completes or updates that project; it never duplicates tasks, and
+    images that an interrupted run had already uploaded (same file name,
+    same bytes) are reused instead of uploaded again.
+
+    The selection is recorded in the embeddings cache folder (--cache-dir /
+    ACTIVEFT_CACHE_DIR, default ~/.cache/activeft-label), as
+    labelstudio/selections/KEY.json, where KEY is a SHA-256 of the pool
+    (each image's id and its features), the budget (as a count), the
+    selection options (method, loss, iterations, temperature, lr, seed,
+    centring) and the activeft version.  A re-run with the same images,
+    budget and options reuses that selection without running the optimizer
+    (it says so) and leaves a project that already holds it unchanged; a
+    changed input selects again.  --no-cache neither reads nor writes the
+    record.
 
     \b
     Examples:
@@ -159,11 +174,10 @@ def setup_command(source, title, labels, task, budget, selection, images, docume
     """
     from ..budget import check_budget_form
     from ..connectors.labelstudio import (check_images_option, check_title, connect, parse_labels, project_url,
-                                         setup_project)
+                                         select_or_reuse, setup_project)
     from ..files.output import check_output_path, write_selection
     from ..files.pool import load_pool
     from ..devices import resolve_device
-    from ..selection import select as run_selection
     from ..files.sources import is_features_file
 
     if source.startswith("fiftyone:"):
@@ -185,14 +199,21 @@ def setup_command(source, title, labels, task, budget, selection, images, docume
     with conn:
         pool = load_pool(source, **embedding.as_kwargs(), device=device, progress=not quiet)
         report_skipped(pool.skipped)
-        result = run_selection(pool.features, budget, **selection.as_kwargs(), device=device, progress=not quiet)
+        result, recorded = select_or_reuse(pool, budget, selection.as_kwargs(), device=device,
+                                           cache_dir=embedding.cache_dir, progress=not quiet)
         report = setup_project(conn, title, labels, pool, result, task=task, images=images,
-                               document_root=document_root, progress=not quiet)
+                               document_root=document_root, batch_size=import_batch, progress=not quiet)
     if out:
         write_selection(out, result.records(pool.ids, pool.paths, pool.source_index))
-    say(f"Selected {result.budget} of {len(pool)} images with {selection.method} in {result.elapsed:.1f} s.")
+    if recorded:
+        say(f"Reused the selection of {result.budget} of {len(pool)} images recorded {recorded['recorded_at']} "
+            f"(same images, budget and options; {recorded['path']}): the optimizer did not run.")
+    else:
+        say(f"Selected {result.budget} of {len(pool)} images with {selection.method} in {result.elapsed:.1f} s.")
     how = (f"{report.uploaded} images uploaded" if report.images == "upload"
            else "images served from local-files storage")
+    if report.reused_uploads:
+        how += f", {report.reused_uploads} uploaded by an interrupted run reused"
     say(f"Project {report.project_id} ({title}): {report.created} tasks imported in priority order ({how}).")
     if report.updated or report.unchanged or report.cleared:
         say(f"Already there: {report.updated} updated, {report.unchanged} unchanged, {report.cleared} earlier "

@@ -496,7 +496,9 @@ class FlakyProxy:
 
     The rule returns ``"pass"``, ``"reset"`` (close the connection without an
     answer, before forwarding), ``"502-after"`` (forward, then answer 502:
-    the server did the work but the client does not know) or ``"503"``.
+    the server did the work but the client does not know), ``"503"`` or
+    ``"hold"`` (forward nothing and answer nothing until the proxy stops: the
+    client waits; ``held`` is set meanwhile).
     ``count`` numbers the requests with the same method and path (1-based).
     """
 
@@ -505,6 +507,8 @@ class FlakyProxy:
         self.rule = rule
         self.counts = {}
         self.lock = threading.Lock()
+        self.held = threading.Event()
+        self.release = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -524,6 +528,11 @@ class FlakyProxy:
                     return
                 if action == "503":
                     self._answer(503, {"Content-Type": "text/plain"}, b"unavailable")
+                    return
+                if action == "hold":
+                    proxy.held.set()
+                    proxy.release.wait(300)
+                    self.close_connection = True
                     return
                 upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
@@ -559,6 +568,7 @@ class FlakyProxy:
         return self
 
     def __exit__(self, *exc):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -678,3 +688,254 @@ def test_help_reads_and_sdk_is_imported_lazily():
     code = "import sys, activeft_label.cli; print('label_studio_sdk' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Issue 24: uploads left by an interrupted run, the recorded selection, the annotations read, the view's columns
+
+
+def _uploads(server, pid):
+    """Every file uploaded to a project (id, file, size), as Label Studio lists them."""
+    answer = httpx.get(f"{server.url}/api/projects/{pid}/file-uploads", params={"all": "true"}, timeout=30,
+                       headers={"Authorization": f"Token {server.legacy_token}"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _referenced(client, pid):
+    """The uploads (``upload/...``) that the tasks of a project reference."""
+    return {t.data["image"].split("/data/", 1)[1] for t in all_tasks(client, pid) if "image" in t.data}
+
+
+def _uploads_per_image(server, pid, paths):
+    """{image path: number of the project's uploads that are that file (same stored name and same bytes)}."""
+    uploads = _uploads(server, pid)
+    contents = {u["file"]: fetch(server, "/data/" + u["file"], server.legacy_token) for u in uploads}
+    counts = {}
+    for path in paths:
+        name, content = ls.stored_file_name(str(path)), Path(path).read_bytes()
+        counts[str(path)] = sum(1 for f, data in contents.items()
+                                if os.path.basename(f)[9:] == name and data == content)
+    return counts
+
+
+def _cli_environment(server):
+    environment = dict(os.environ)  # ACTIVEFT_CACHE_DIR: this test's own (tests/conftest.py)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    environment.update({"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": server.personal_token,
+                        "OMP_NUM_THREADS": "1",
+                        "PYTHONPATH": os.pathsep.join([root, environment.get("PYTHONPATH", "")])})
+    return environment
+
+
+def test_setup_killed_between_upload_and_import_reuses_its_uploads(server, client, pool_dir):
+    """SIGKILL a real `activeft labelstudio setup` while uploaded files wait for their tasks; the re-run reuses them.
+
+    The child talks to the server through a real proxy that holds its third task import (the server got two
+    chunks of tasks and three chunks of images), so the kill lands where the files are on the server and their
+    tasks are not; polling for that moment, as the sync kill test does, races the child.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    title, budget = "Killed setup", 20
+    args = ["labelstudio", "setup", str(pool_dir), "-t", title, "-l", "a,b", "-b", str(budget), "--iters", "20",
+            "--images", "upload", "--import-batch", "2", "-q"]
+
+    def rule(method, path, count):
+        # POSTs to /import alternate: upload (multipart), then the import of those tasks; hold the third import.
+        return "hold" if _is_import(method, path) and count == 6 else "pass"
+
+    with FlakyProxy(server.url, rule) as proxy:
+        environment = {**_cli_environment(server), "LABEL_STUDIO_URL": proxy.url}
+        child = subprocess.Popen([sys.executable, "-m", "activeft_label.cli", *args], env=environment,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proxy.held.wait(300), f"the setup never reached its third import: {child.communicate()}"
+            time.sleep(0.2)
+            child.send_signal(signal.SIGKILL)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait(30)
+    project = project_by_title(client, title)
+    orphans = {u["file"] for u in _uploads(server, project.id)} - _referenced(client, project.id)
+    assert len(all_tasks(client, project.id)) == 4 and len(orphans) == 2
+    assert len(_uploads(server, project.id)) == 6
+
+    again = run(server, args)  # the same command, straight to the server, same cache folder
+    assert "Reused the selection" in again.text and "the optimizer did not run" in again.text
+    assert "16 tasks imported" in again.text and "14 images uploaded, 2 uploaded by an interrupted run reused" in \
+        again.text
+    tasks = all_tasks(client, project.id)
+    assert len(tasks) == budget
+    assert _referenced(client, project.id) == {u["file"] for u in _uploads(server, project.id)}  # nothing unused
+    assert orphans <= _referenced(client, project.id)
+    for task in tasks:
+        source = pool_dir / task.data["activeft_id"]
+        assert fetch(server, task.data["image"], server.legacy_token) == source.read_bytes()
+    counts = _uploads_per_image(server, project.id, [pool_dir / t.data["activeft_id"] for t in tasks])
+    assert set(counts.values()) == {1}, counts  # the server holds each image once
+    assert [t.data["activeft_rank"] for t in ranked(client, project.id)] == list(range(1, budget + 1))
+
+
+def test_an_upload_whose_answer_was_lost_is_not_stored_twice(server, client, expected, monkeypatch):
+    pool, result, ranked_ids = expected
+    monkeypatch.setattr(ls.client, "UPLOAD_BATCH", 5)   # read when connecting
+    title = "Lost upload answer"
+
+    def rule(method, path, count):
+        # The first upload reaches the server, which stores its files; its answer is lost.
+        return "502-after" if _is_import(method, path) and count == 1 else "pass"
+
+    with FlakyProxy(server.url, rule) as proxy:
+        conn = ls.connect(proxy.url, server.legacy_token, backoff=0.05)
+        report = ls.setup_project(conn, title, "a,b", pool, result, images="upload", progress=False)
+        conn.close()
+    assert report.created == BUDGET and report.reused_uploads == 5 and report.uploaded == BUDGET - 5
+    project = project_by_title(client, title)
+    assert [t.data["activeft_id"] for t in ranked(client, project.id)] == ranked_ids
+    assert len(_uploads(server, project.id)) == BUDGET
+    counts = _uploads_per_image(server, project.id, [pool.paths[pool.ids.index(i)] for i in ranked_ids])
+    assert set(counts.values()) == {1}, counts
+
+
+def test_unused_uploads_are_reused_only_for_the_same_bytes(server, client, pool_dir, tmp_path):
+    """Same name and size but other bytes is another file; a file is reused once."""
+    project = client.projects.create(title="Same name, other bytes", label_config=CONFIG)
+    source = sorted(pool_dir.rglob("*.png"))[0]
+    first, second = tmp_path / "a" / "same.png", tmp_path / "b" / "same.png"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    first.write_bytes(source.read_bytes())
+    data = bytearray(source.read_bytes())
+    data[-5] ^= 0xFF  # same size, one byte differs
+    second.write_bytes(bytes(data))
+    conn = ls.connect(server.url, server.legacy_token)
+    [url] = ls.upload_images(conn, project.id, [str(first)], progress=False)  # no task uses it: unused
+    urls = ls.upload_images(conn, project.id, [str(second), str(first), str(first)], progress=False)
+    conn.close()
+    assert urls[1] == url and urls[0] != url and urls[2] not in (url, urls[0])
+    assert fetch(server, urls[0], server.legacy_token) == second.read_bytes()
+    assert len(_uploads(server, project.id)) == 3
+
+
+def test_setup_again_with_the_same_inputs_reuses_the_recorded_selection(server, client, pool_dir, expected):
+    _, _, ranked_ids = expected
+    title = "Setup twice"
+
+    def setup(budget=BUDGET, *extra):
+        return ["labelstudio", "setup", str(pool_dir), "-t", title, "-l", "a,b", "-b", str(budget), "--images",
+                "upload", "-q", *extra]
+
+    args = setup()
+    first = run(server, args)
+    assert "Selected 12 of 30 images" in first.text and "Reused" not in first.text
+    project = project_by_title(client, title)
+
+    def state():
+        tasks = {t.id: (json.dumps(t.data, sort_keys=True), str(t.updated_at)) for t in all_tasks(client, project.id)}
+        views = {v.id: json.dumps(v.data, sort_keys=True) for v in client.views.list(project=project.id)}
+        return tasks, views, sorted(u["id"] for u in _uploads(server, project.id))
+
+    before = state()
+    second = run(server, args)
+    assert "Reused the selection of 12 of 30 images" in second.text and "the optimizer did not run" in second.text
+    assert "Selected" not in second.text
+    assert "0 tasks imported" in second.text and "0 updated, 12 unchanged, 0 earlier ranks cleared" in second.text
+    assert state() == before  # no task, view or upload changed
+    assert [t.data["activeft_id"] for t in ranked(client, project.id)] == ranked_ids
+    records = list(Path(os.environ["ACTIVEFT_CACHE_DIR"], "labelstudio", "selections").glob("*.json"))
+    assert len(records) == 1 and records[0].name in second.text
+
+    # A changed input selects again: another budget, another option.
+    third = run(server, setup(10))
+    assert "Selected 10 of 30 images" in third.text and "Reused" not in third.text
+    assert sorted(t.data["activeft_rank"] for t in all_tasks(client, project.id) if "activeft_rank" in t.data) == \
+        list(range(1, 11))
+    fourth = run(server, setup(BUDGET, "--seed", "3"))
+    assert "Selected 12 of 30 images" in fourth.text and "Reused" not in fourth.text
+    assert len(list(records[0].parent.glob("*.json"))) == 3
+
+
+def _displayed_columns(server, pid, hidden):
+    """The Data Manager's list columns, left to right, as its front end orders them (label-studio 1.23).
+
+    The front end takes the columns of ``/api/dm/columns`` that have no parent, in their order, and puts each
+    group's children where the group is (``fieldsAsColumns``); the task data are the children of the "data"
+    group, which the server lists last.  Ids: ``tasks:<id>`` and ``tasks:data.<key>``.
+    """
+    answer = httpx.get(f"{server.url}/api/dm/columns/", params={"project": pid}, timeout=30,
+                       headers={"Authorization": f"Token {server.legacy_token}"})
+    columns = answer.json()["columns"]
+    order = []
+    for column in columns:
+        if column.get("parent"):
+            continue
+        if column.get("children"):
+            order += [f"tasks:{column['id']}.{child}" for child in column["children"]]
+        else:
+            order.append(f"tasks:{column['id']}")
+    return [key for key in order if key not in hidden]
+
+
+def test_priority_view_shows_the_image_and_the_rank_first(server, client, pool_dir, user_project):
+    title = "Columns"
+    run(server, ["labelstudio", "setup", str(pool_dir), "-t", title, "-l", "a,b", "-b", "5", "--iters", "20",
+                 "--document-root", server.local_files_root, "-q"])
+    for pid in (project_by_title(client, title).id, user_project["id"]):
+        if pid == user_project["id"]:
+            run(server, ["labelstudio", "select", "-p", str(pid), "-b", "4", "-q"])
+        data = priority_view(client, pid).data
+        hidden = data["hiddenColumns"]
+        assert sorted(hidden["explore"]) == sorted(hidden["labeling"])
+        for noise in ("tasks:id", "tasks:completed_at", "tasks:total_annotations", "tasks:cancelled_annotations",
+                      "tasks:total_predictions", "tasks:annotators", "tasks:data.activeft_id"):
+            assert noise in hidden["explore"], noise
+        shown = _displayed_columns(server, pid, set(hidden["explore"]))
+        assert shown == ["tasks:data.image", "tasks:data.activeft_rank"], shown
+        assert data["ordering"] == ["tasks:data.activeft_rank"]
+        assert data["columnsDisplayType"] == {"tasks:data.activeft_rank": "Number"}
+        # The view still lists the ranked tasks only, by rank.
+        assert [t.data["activeft_rank"] for t in ranked(client, pid)] == list(range(1, len(ranked(client, pid)) + 1))
+
+
+def test_annotations_are_read_from_the_task_list_as_the_export_gives_them(server, client, pool_dir):
+    project = client.projects.create(title="Annotations read", label_config=CONFIG)
+    ids = client.projects.import_tasks(id=project.id, request=[{"image": f"/data/local-files/?d=pool/x{k}.png",
+                                                                 "activeft_id": f"x{k}"} for k in range(7)],
+                                       return_task_ids=True).task_ids
+
+    def choose(task_id, choice, cancelled=False):
+        result = [] if cancelled else [{"from_name": "label", "to_name": "image", "type": "choices",
+                                        "value": {"choices": [choice]}}]
+        client.annotations.create(id=task_id, result=result, was_cancelled=cancelled)
+
+    choose(ids[0], "a")
+    choose(ids[1], "a")
+    choose(ids[1], "b")            # two annotations: the latest counts
+    choose(ids[2], None, cancelled=True)
+    choose(ids[3], "b")
+    choose(ids[3], None, cancelled=True)
+    conn = ls.connect(server.url, server.personal_token)
+    exported = {t["id"]: t for t in ls.export_tasks(conn, project.id, via="export")}
+    for page_size in (ls.ANNOTATION_PAGE_SIZE, 2):  # one page, and four
+        listed = ls.export_tasks(conn, project.id, page_size=page_size)
+        assert [t["id"] for t in listed] == sorted(ids)
+        for task in listed:
+            old = exported[task["id"]]
+            assert task["data"] == old["data"]
+            keep = ("id", "result", "was_cancelled", "created_at", "updated_at")
+            assert sorted(task["annotations"], key=lambda a: a["id"]) == \
+                sorted(({k: a[k] for k in keep} for a in old["annotations"]), key=lambda a: a["id"])
+    control = ls.label_controls(CONFIG)[0]
+    new = ls.read_annotations(conn, project.id, control)
+    old = ls.read_annotations(conn, project.id, control, tasks=list(exported.values()))
+    conn.close()
+    assert sorted(new, key=lambda r: r.task_id) == sorted(old, key=lambda r: r.task_id)
+    by_task = {r.task_id: r for r in new}
+    assert sorted(by_task) == sorted(ids[:4])
+    assert by_task[ids[1]].choices == ["b"] and by_task[ids[1]].annotations == 2
+    assert by_task[ids[2]].annotation_id is None and by_task[ids[2]].cancelled == 1
+    assert by_task[ids[3]].choices == ["b"] and by_task[ids[3]].cancelled == 1

@@ -30,7 +30,9 @@ Every task this module writes carries, in its data:
 
 A Data Manager view titled ``"ActiveFT priority"`` (created or replaced on
 every push) shows only the tasks that have a rank, ordered by rank, so
-"Label tasks as displayed" serves them in priority order.  Optionally each
+"Label tasks as displayed" serves them in priority order; its columns are
+the image (the label config's data fields) and the rank, first, with the
+task columns and the other data hidden (:func:`priority_view_data`).  Optionally each
 selected task also gets a prediction with an empty result, ``score =
 rank / (B + 1)`` and ``model_version = "activeft"``, and the project's model
 version is set to it, so a project on "Uncertainty sampling" (lowest score
@@ -42,7 +44,11 @@ Imports are batched (``batch_size`` tasks a request; uploads at most
 :data:`UPLOAD_BATCH` files a request, fewer where the server caps lower).
 Transient failures (connection errors, HTTP 429 and 5xx) are retried with
 exponential backoff; a task import whose answer was lost is retried only for
-the tasks that the server does not hold yet.  Every step is idempotent, so a
+the tasks that the server does not hold yet, and an upload only for the
+files it did not store.  Image files that an interrupted run uploaded but
+did not import are reused by the next run (:class:`UnusedUploads`), so the
+server holds each image once.  Annotations are read from the paginated task
+list (:func:`export_tasks`), not the deprecated project export.  Every step is idempotent, so a
 push that failed half-way is completed by running it again.
 
 Modules
@@ -52,21 +58,26 @@ Modules
 SDK's private names it needs), :mod:`.projects`, :mod:`.pull` (tasks and
 their images into a pool), :mod:`.push` (a ranking into a project),
 :mod:`.annotations` (labels back out), :mod:`.local_images` (a project
-from local files) and :mod:`.prioritize` (the whole job on an existing
-project).  Everything public is importable from this package.
+from local files, reusing the uploads an interrupted run left),
+:mod:`.selection_record` (the recorded selection a re-run of a setup
+reuses) and :mod:`.prioritize` (the whole job on an existing project).
+Everything public is importable from this package.
 """
 
-from .annotations import SUPPORTED_CONTROLS, TaskAnnotation, export_tasks, label_controls, read_annotations
+from .annotations import (ANNOTATION_PAGE_SIZE, EXPORT_FIELDS, SUPPORTED_CONTROLS, TaskAnnotation, export_tasks,
+                          label_controls, read_annotations)
 from .client import UPLOAD_BATCH, Connection, connect
 from .fields import ID_FIELD, MODEL_VERSION, RANK_FIELD, VIEW_TITLE
-from .local_images import check_images_option, push_images, setup_project, upload_images
+from .local_images import (UnusedUploads, check_images_option, push_images, setup_project, stored_file_name,
+                           upload_images)
 from .prioritize import prioritize
 from .projects import (
     TITLE_LENGTH, check_title, create_project, find_project, get_project, has_label_config, label_config,
     open_project, parse_labels, project_url,
 )
 from .pull import PAGE_SIZE, LabelStudioPool, embed_tasks, image_field, pull_project, pull_tasks, stable_id
-from .push import IMPORT_BATCH, PushReport, ensure_priority_view, push_project, push_view
+from .push import IMPORT_BATCH, PushReport, ensure_priority_view, priority_view_data, push_project, push_view
+from .selection_record import load_selection, records_folder, save_selection, select_or_reuse, selection_key
 
 __all__ = [
     "ID_FIELD", "RANK_FIELD", "VIEW_TITLE", "MODEL_VERSION", "Connection", "LabelStudioPool", "PushReport", "connect",
@@ -75,5 +86,6 @@ __all__ = [
     "setup_project", "parse_labels", "project_url", "stable_id", "open_project", "push_images", "has_label_config",
     "check_images_option", "check_title", "TITLE_LENGTH", "label_controls", "TaskAnnotation", "export_tasks",
     "read_annotations", "SUPPORTED_CONTROLS", "IMPORT_BATCH",
-    "UPLOAD_BATCH", "PAGE_SIZE",
+    "UPLOAD_BATCH", "PAGE_SIZE", "UnusedUploads", "stored_file_name", "priority_view_data", "select_or_reuse",
+    "selection_key", "load_selection", "save_selection", "records_folder", "ANNOTATION_PAGE_SIZE", "EXPORT_FIELDS",
 ]

@@ -32,6 +32,10 @@ def error_detail(body):
     return text[:400] or "no details"
 
 
+class ServerTrouble(ActiveFTError):
+    """A failure worth trying again later: the server could not be reached, or answered HTTP 429 or 5xx."""
+
+
 def http_error(conn, what, status, body, not_found=None):
     """The ActiveFTError/InputError for an HTTP error status."""
     detail = conn.scrub(error_detail(body))
@@ -49,9 +53,9 @@ def http_error(conn, what, status, body, not_found=None):
     if status == 404:
         return ActiveFTError(f"could not {what}: {conn.url} answered HTTP 404 ({detail}); is it a Label Studio "
                              f"server (version 1.13 or later)?")
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status != 429:
         return InputError(f"Label Studio refused to {what} (HTTP {status}: {detail})")
-    return ActiveFTError(f"Label Studio failed to {what} (HTTP {status}: {detail}); it may be overloaded or "
+    return ServerTrouble(f"Label Studio failed to {what} (HTTP {status}: {detail}); it may be overloaded or "
                          f"failing, see the server's log; running the command again resumes the work")
 
 
@@ -63,9 +67,9 @@ def transport_error(conn, what, exc):
     if isinstance(exc, httpx.TimeoutException):
         reason = f"timed out ({type(exc).__name__})"
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-        return ActiveFTError(f"cannot reach Label Studio at {conn.url} ({reason}); start the server or fix "
+        return ServerTrouble(f"cannot reach Label Studio at {conn.url} ({reason}); start the server or fix "
                              f"--url / LABEL_STUDIO_URL")
-    return ActiveFTError(f"lost the connection to Label Studio at {conn.url} while trying to {what} ({reason}); "
+    return ServerTrouble(f"lost the connection to Label Studio at {conn.url} while trying to {what} ({reason}); "
                          f"running the command again resumes the work")
 
 
@@ -111,7 +115,10 @@ def request_json(conn, method, path, what, *, retry=True, not_found=None, **kwar
     import httpx
 
     attempts = conn.retries + 1 if retry else 1
-    for attempt in range(attempts):
+    refused_once = False
+    attempt = -1
+    while attempt < attempts - 1:
+        attempt += 1
         last = attempt == attempts - 1
         try:
             response = conn.http.request(method, conn.url + path, headers=authorization_headers(conn, what), **kwargs)
@@ -126,6 +133,13 @@ def request_json(conn, method, path, what, *, retry=True, not_found=None, **kwar
         if is_transient_status(response.status_code) and not last:
             _rewind_files(kwargs.get("files"))
             sleep_before_retry(conn, attempt)
+            continue
+        if response.status_code == 401 and conn.token_kind == "personal" and not refused_once:
+            # An access token that expired on its way (the SDK renews it only once it has expired): once more.
+            refused_once = True
+            attempt -= 1
+            _rewind_files(kwargs.get("files"))
+            time.sleep(1.0)
             continue
         if response.status_code >= 400:
             raise http_error(conn, what, response.status_code, _json_or_text(response), not_found)

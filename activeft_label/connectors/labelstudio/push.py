@@ -4,7 +4,8 @@ import concurrent.futures
 from dataclasses import dataclass, field
 
 from ...errors import ActiveFTError, InputError
-from ._http import as_dict, call_sdk, http_error, is_transient_status, progress_bar, sleep_before_retry, transport_error
+from ._http import (as_dict, call_sdk, http_error, is_transient_status, progress_bar, request_json, sleep_before_retry,
+                    transport_error)
 from .fields import ID_FIELD, MODEL_VERSION, RANK_FIELD, VIEW_TITLE
 from .projects import get_project, project_url
 from .pull import pull_tasks
@@ -21,7 +22,9 @@ class PushReport:
     (tasks imported), ``updated`` (tasks whose data changed), ``unchanged``,
     ``cleared`` (tasks of an earlier selection whose rank was removed),
     ``predictions`` (priority predictions written or changed), ``uploaded``
-    (image files uploaded), ``url`` (the view in the browser),
+    (image files uploaded), ``reused_uploads`` (files an interrupted earlier
+    run had uploaded, used instead of uploading them again), ``url`` (the
+    view in the browser),
     ``warnings``, ``images`` (how a setup brought the images in:
     ``"upload"`` or ``"local-files"``) and ``task_ids`` ({stable id: task
     id} of the pushed items, for :func:`push_project` and :func:`push_images`).
@@ -35,6 +38,7 @@ class PushReport:
     cleared: int = 0
     predictions: int = 0
     uploaded: int = 0
+    reused_uploads: int = 0
     url: str = ""
     warnings: list = field(default_factory=list)
     images: str = ""
@@ -96,29 +100,110 @@ def _plan(all_tasks, wanted, extra=None):
     return updates, cleared, unchanged
 
 
-def ensure_priority_view(conn, project_id, title=VIEW_TITLE):
-    """Create or replace the Data Manager view that lists ranked tasks in rank order; returns its id."""
+#: Task columns of Label Studio's Data Manager (``data_manager/functions.py:get_all_columns`` of label-studio
+#: 1.23), hidden in the priority view when the server does not list its columns: none of them helps to label.
+TASK_COLUMNS = ("id", "inner_id", "completed_at", "total_annotations", "cancelled_annotations", "total_predictions",
+                "annotators", "annotations_results", "annotations_ids", "predictions_score",
+                "predictions_model_versions", "predictions_results", "file_upload", "storage_filename", "created_at",
+                "updated_at", "updated_by", "avg_lead_time", "draft_exists")
+
+
+def _column_ids(conn, project_id):
+    """(every column id of the project's Data Manager, the ids of the label config's data fields).
+
+    Ids as the Data Manager front end forms them and as a view's
+    ``hiddenColumns`` names them: ``tasks:<id>`` for task columns,
+    ``tasks:data.<key>`` for task data.  From ``GET /api/dm/columns``; the
+    task columns of :data:`TASK_COLUMNS` when the server does not answer it.
+    """
+    try:
+        answer = request_json(conn, "GET", "/api/dm/columns/", f"list the Data Manager columns of project {project_id}",
+                              params={"project": int(project_id)}, not_found="no Data Manager columns")
+        columns = answer.get("columns") if isinstance(answer, dict) else None
+    except InputError:
+        columns = None
+    if not isinstance(columns, list):
+        return [f"tasks:{name}" for name in TASK_COLUMNS] + [f"tasks:data.{ID_FIELD}"], []
+    every, labeled = [], []
+    for column in columns:
+        if not isinstance(column, dict) or column.get("target", "tasks") != "tasks" or column.get("children"):
+            continue  # another target's columns, or the "data" group (shown while any of its children is)
+        parent = column.get("parent")
+        key = f"tasks:{parent}.{column['id']}" if parent else f"tasks:{column['id']}"
+        every.append(key)
+        if parent == "data" and (column.get("visibility_defaults") or {}).get("labeling"):
+            labeled.append(key)  # a field of the label config: what the annotator labels (the image)
+    return every, labeled
+
+
+def priority_view_data(conn, project_id, title=VIEW_TITLE):
+    """The ``data`` of the priority view: ranked tasks only, by rank; the image and the rank as its first columns.
+
+    Label Studio's Data Manager has no per-view column order: it shows the
+    task columns (ID, Completed, Annotations, ...) first and the task data
+    after them, the label config's fields (the image) first among those.  So
+    the view hides, in both its list (``explore``) and its labeling side list
+    (``labeling``), every column but the label config's data fields and
+    ``activeft_rank``: the image thumbnail comes first, the rank next.
+    ``activeft_id`` (a path that may name a class folder) and the other task
+    data are hidden too.  ``columnsDisplayType`` makes the rank a number, so
+    it sorts 1, 2, ..., 10 rather than as text.
+    """
     column = f"tasks:data.{RANK_FIELD}"
-    data = {
+    every, labeled = _column_ids(conn, project_id)
+    shown = set(labeled) | {column}
+    hidden = [key for key in every if key not in shown]
+    return {
         "title": title,
+        "type": "list",
+        "target": "tasks",
         "ordering": [column],
         "filters": {"conjunction": "and", "items": [
             {"filter": f"filter:{column}", "operator": "greater", "type": "Number", "value": 0}]},
+        "hiddenColumns": {"explore": list(hidden), "labeling": list(hidden)},
         "columnsDisplayType": {column: "Number"},
     }
+
+
+def ensure_priority_view(conn, project_id, title=VIEW_TITLE):
+    """Create or replace the Data Manager view that lists ranked tasks in rank order; returns its id.
+
+    Its data is :func:`priority_view_data`; a view that already holds it is
+    left as it is.
+    """
+    data = priority_view_data(conn, project_id, title)
     views = [as_dict(v) for v in call_sdk(conn, f"list the views of project {project_id}", conn.client.views.list,
                                           project=int(project_id))]
     ours = sorted((v for v in views if (v.get("data") or {}).get("title") == title), key=lambda v: v["id"])
     if ours:
         view_id = int(ours[0]["id"])
-        call_sdk(conn, f"update view {view_id}", conn.client.views.update, id=str(view_id), project=int(project_id),
-                 data=data)
+        if not _same_view_data(ours[0].get("data") or {}, data):
+            call_sdk(conn, f"update view {view_id}", conn.client.views.update, id=str(view_id),
+                     project=int(project_id), data=data)
         for extra in ours[1:]:
             call_sdk(conn, f"delete view {extra['id']}", conn.client.views.delete, id=str(extra["id"]))
         return view_id
     view = as_dict(call_sdk(conn, f"create the {title!r} view", conn.client.views.create, project=int(project_id),
                             data=data))
     return int(view["id"])
+
+
+def _same_view_data(stored, wanted):
+    """Whether a stored view's data already is ``wanted`` (the keys ``wanted`` sets; filters by their items)."""
+    for key, value in wanted.items():
+        have = stored.get(key)
+        if key == "filters":
+            strip = ("conjunction", "items")
+            have = {k: (have or {}).get(k) for k in strip}
+            items = [{k: item.get(k) for k in ("filter", "operator", "type", "value")}
+                     for item in have.get("items") or []]
+            have = {"conjunction": have.get("conjunction"), "items": items}
+        elif key == "hiddenColumns":
+            have = {k: sorted((have or {}).get(k) or []) for k in ("explore", "labeling")}
+            value = {k: sorted(v) for k, v in value.items()}
+        if have != value:
+            return False
+    return True
 
 
 def _sync_predictions(conn, project_id, ranks, model_version, progress):
