@@ -240,8 +240,11 @@ class PullFromLabelStudio(foo.Operator):
         if project_id is None:
             raise InputError("project_id is required")
         with _connect(ctx) as conn:
+            on_progress = ((lambda fraction, message: ctx.set_progress(progress=fraction, label=message))
+                           if ctx.delegated else None)
             result = sync.pull(ctx.target_view(), conn, project_id, params.get("label_field") or "ground_truth",
-                               overwrite=bool(params.get("overwrite")), control=params.get("control") or None)
+                               overwrite=bool(params.get("overwrite")), control=params.get("control") or None,
+                               progress=on_progress)
         if not ctx.delegated:
             ctx.ops.reload_dataset()
             ctx.ops.reload_samples()          # the open grid and sample view show the new labels at once

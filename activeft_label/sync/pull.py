@@ -49,7 +49,8 @@ def _to_label(record, control):
     return fo.Classification(label=record.choices[0], **provenance)
 
 
-def pull(collection, conn, project_id, label_field, *, overwrite=False, control=None, task_field=None):
+def pull(collection, conn, project_id, label_field, *, overwrite=False, control=None, task_field=None,
+         progress=None):
     """Write the finished annotations of a Label Studio project to a label field, by sample id.
 
     Parameters
@@ -72,6 +73,8 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
         Where :func:`push` stored the task ids (to report deleted tasks);
         default: the field the push to this project used (``activeft_ls_task``
         unless it was given another).
+    progress : callable, optional
+        Told ``(fraction, message)``: tasks read / total, then the labels written.
 
     Returns
     -------
@@ -97,7 +100,9 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
                          f"stored its task ids in {recorded!r} (leave --task-field out to use it)")
     task_field = task_field or recorded
 
-    tasks = ls_connector.export_tasks(conn, project["id"])
+    report = progress if callable(progress) else (lambda fraction, message: None)
+    report(0.0, f"reading the annotations of project {project['id']}")
+    tasks = ls_connector.export_tasks(conn, project["id"], progress=lambda f, m: report(0.9 * f, m))
     records = ls_connector.read_annotations(conn, project["id"], chosen, tasks=tasks)
     result = PullResult(label_field=label_field, control=chosen["name"], kind=chosen["kind"])
     in_target = set(collection.values("id"))
@@ -122,6 +127,7 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
         result.annotated += 1
         labels[record.stable_id] = label
 
+    report(0.9, f"writing {len(labels)} labels to {label_field!r}")
     written = fo_connector.write_labels(dataset, label_field, labels, overwrite=overwrite)
     result.written, result.unchanged, result.conflicts = written.written, written.unchanged, written.conflicts
     result.missing_samples.extend(written.missing)  # deleted between the two reads
@@ -135,4 +141,5 @@ def pull(collection, conn, project_id, label_field, *, overwrite=False, control=
         record["label_field"] = label_field
         save_record(dataset, str(int(project["id"])), record)
     result.elapsed = time.perf_counter() - started
+    report(1.0, f"{len(result.written)} labels written to {label_field!r}")
     return result

@@ -95,7 +95,8 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
         (embeddings_field, exclude_labeled, tag, device, ...; the settings of
         ``selection`` and ``embedding`` can be given here too).
     progress : bool or callable, default=True
-        ``True`` shows progress bars; a callable gets ``(fraction, message)``.
+        ``True`` shows progress bars; a callable gets ``(fraction, message)``
+        (selection phases, then images uploaded and tasks imported / total).
 
     Returns
     -------
@@ -134,9 +135,13 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
                                           task_field, images, document_root)
     if callable(progress):
         progress(0.8, f"queueing {len(entries)} samples in Label Studio project {project['id']}")
+        # Uploads, imports and rank updates report their counts in the last fifth.
+        task_progress = lambda fraction, message: progress(0.8 + 0.2 * fraction, message)  # noqa: E731
+    else:
+        task_progress = progress is True
     image_field = ls_connector.image_field(project.get("label_config"))
     report = ls_connector.push_images(conn, project["id"], entries, images=images, document_root=document_root,
-                                      batch_size=batch_size, field=image_field, progress=progress is True)
+                                      batch_size=batch_size, field=image_field, progress=task_progress)
     recreated = _store_task_ids(dataset, task_field, project["id"], report.task_ids, present_ids, previous)
 
     return PushResult(

@@ -726,3 +726,17 @@ def test_a_scheduled_app_run_is_named_for_what_it_does(ds, plugin_installed):
         assert op.label == f"ActiveFT: pull project 7 into {ds.name}.gt"
     finally:
         service.delete_operation(op.id)
+
+
+def test_push_and_pull_report_tasks_and_annotations_done_out_of_total(ds, conn):
+    pushed_steps, pulled_steps = [], []
+    pushed = _push(ds, conn, 6, images="upload", progress=lambda f, m: pushed_steps.append((f, m)))
+    for task in _tasks(conn, pushed.project_id)[:2]:
+        _annotate(conn, task["id"], "b")
+    sync.pull(ds, conn, pushed.project_id, "gt", progress=lambda f, m: pulled_steps.append((f, m)))
+    for steps in (pushed_steps, pulled_steps):
+        fractions = [f for f, _ in steps]
+        assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
+    assert any("6 of 6" in m for _, m in pushed_steps), pushed_steps          # images / tasks done out of total
+    assert any(m == "read 6 of 6 tasks with their annotations" for _, m in pulled_steps), pulled_steps
+    assert pulled_steps[-1] == (1.0, "2 labels written to 'gt'")

@@ -190,10 +190,28 @@ def as_dict(obj):
     return obj.dict()
 
 
+class CallbackBar:
+    """A progress bar that tells a callable ``(fraction, message)`` instead of drawing (the App's progress)."""
+
+    def __init__(self, report, total, description, unit):
+        self.report, self.total, self.description, self.unit = report, total, description, unit
+        self.done = 0
+
+    def update(self, count=1):
+        self.done += count
+        self.report(min(1.0, self.done / self.total), f"{self.description}: {self.done} of {self.total} {self.unit}")
+
+    def close(self):
+        pass
+
+
 def progress_bar(enabled, total, description, unit):
-    """A tqdm bar on stderr, or None when disabled or there is nothing to do."""
+    """A tqdm bar on stderr, a :class:`CallbackBar` when ``enabled`` is a callable, or None (disabled, or nothing
+    to do)."""
     if not enabled or total == 0:
         return None
+    if callable(enabled):
+        return CallbackBar(enabled, total, description, unit)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description, unit=unit, leave=False, dynamic_ncols=True)

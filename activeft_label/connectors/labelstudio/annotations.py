@@ -77,7 +77,7 @@ ANNOTATION_PAGE_SIZE = 1000
 EXPORT_FIELDS = ("id", "data", "annotations", "result", "was_cancelled", "created_at", "updated_at")
 
 
-def export_tasks(conn, project_id, *, page_size=ANNOTATION_PAGE_SIZE, via="tasks"):
+def export_tasks(conn, project_id, *, page_size=ANNOTATION_PAGE_SIZE, via="tasks", progress=None):
     """Every task of a project with its annotations.
 
     Returns a list of dicts, one per task: ``id``, ``data`` (as stored) and
@@ -91,7 +91,8 @@ def export_tasks(conn, project_id, *, page_size=ANNOTATION_PAGE_SIZE, via="tasks
     JSON export instead (``GET /api/projects/ID/export``), which label-studio
     1.23 marks deprecated and Label Studio Enterprise answers with 404; it is
     kept for comparison (``bench/sync_roundtrip.py --compare export``) and
-    returns the export's full task dicts.
+    returns the export's full task dicts.  ``progress``, a callable, is told
+    ``(fraction, message)`` after each page.
     """
     if via == "export":
         answer = request_json(conn, "GET", f"/api/projects/{int(project_id)}/export",
@@ -128,7 +129,10 @@ def export_tasks(conn, project_id, *, page_size=ANNOTATION_PAGE_SIZE, via="tasks
                 seen.add(int(task["id"]))
                 tasks.append({"id": int(task["id"]), "data": task.get("data") or {},
                               "annotations": list(task["annotations"] or [])})
-        if not batch or page * int(page_size) >= int(answer.get("total") or 0):
+        total = int(answer.get("total") or 0)
+        if progress is not None and total:
+            progress(min(1.0, len(tasks) / total), f"read {len(tasks)} of {total} tasks with their annotations")
+        if not batch or page * int(page_size) >= total:
             break
         page += 1
     tasks.sort(key=lambda task: task["id"])
