@@ -167,6 +167,10 @@ class LabelStudioServer:
         self.email = "admin@activeft.test"
         self.password = secrets.token_hex(12)
         self.legacy_token = secrets.token_hex(20)
+        # Label Studio signs personal access tokens (JWTs) with SECRET_KEY.  Left to itself it generates one when
+        # its data dir's .env has none, and was seen here to generate a new one on a restart (the token was then
+        # refused: "Token is invalid"), so each server keeps one key across its restarts.
+        self.secret_key = secrets.token_urlsafe(50)
         self.personal_token = None
         self.template_dir = default_template_dir() if template_dir is None else template_dir
         self.pid = None
@@ -183,6 +187,7 @@ class LabelStudioServer:
             "LABEL_STUDIO_USERNAME": self.email,
             "LABEL_STUDIO_PASSWORD": self.password,
             "LABEL_STUDIO_USER_TOKEN": self.legacy_token,
+            "SECRET_KEY": self.secret_key,
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
             "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": self.local_files_root,
