@@ -19,6 +19,9 @@ pull_from_labelstudio
     ``project_id``, ``label_field``, ``overwrite``, ``control``.
 """
 
+import functools
+import re
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -55,8 +58,6 @@ def in_app_words(message):
 
     Whole commands quoted in a message (``activeft sync push --round 2 ...``) are left as they are.
     """
-    import re
-
     commands = re.findall(r"`?activeft [^;)`]*`?", message)
     for number, command in enumerate(commands):
         message = message.replace(command, f"\0{number}\0", 1)
@@ -69,8 +70,6 @@ def in_app_words(message):
 
 def _app_errors(execute):
     """Errors of an operator's run in the App's words (same error type and exit status)."""
-    import functools
-
     @functools.wraps(execute)
     def wrapper(self, ctx):
         try:

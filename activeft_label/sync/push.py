@@ -122,13 +122,15 @@ def push(collection, conn, budget=None, *, project_id=None, title=None, labels=N
     rounds = _pushed_rounds(dataset, project, round_number)
     name = round_run_name(run_name, round_number)
     # Before any selection work: a queue that names a sample twice is pushed only with repair.
-    kept = {k: r for k, r in rounds.items() if not (reselect and k == round_number)}
-    _queue(dataset, kept, None, None, task_field, repair, project)
+    pushed_runs = {k: fo_connector.get_run(dataset, r["run_name"]) for k, r in rounds.items()}
+    kept = {k: r for k, r in pushed_runs.items() if not (reselect and k == round_number)}
+    _queue(dataset, rounds, kept, None, task_field, repair, project)
     run, reused, summary = _round_selection(collection, dataset, name, budget, round_number, rounds, reselect,
                                             task_field, options, progress)
     this_round = {"round": round_number, "run_name": name, "count": len(run.get("sample_ids", [])),
                   "rank_offset": int(run.get("rank_offset") or 0)}
-    entries, present_ids, previous, missing = _queue(dataset, rounds, this_round, run, task_field, repair, project)
+    entries, present_ids, previous, missing = _queue(dataset, rounds, {**pushed_runs, round_number: run}, this_round,
+                                                     task_field, repair, project)
 
     # Writes start here.
     project, document_root = _record_push(conn, dataset, project, title, create_config, rounds, this_round,
@@ -223,21 +225,22 @@ def _round_selection(collection, dataset, name, budget, round_number, rounds, re
     return fo_connector.get_run(dataset, name), False, summary
 
 
-def _queue(dataset, rounds, this_round, run, task_field, repair, project):
+def _queue(dataset, rounds, runs, this_round, task_field, repair, project):
     """The project's queue: every round (the earlier ones as they were pushed) plus this one.
 
-    ``this_round`` None checks the pushed rounds alone.  Returns (entries
+    ``runs`` maps each round to its selection run (None where it is gone),
+    each read once by :func:`push`.  ``this_round`` None checks the pushed
+    rounds alone.  Returns (entries
     {id, rank, path} of the samples still in the dataset, their ids, {id:
     stored task id}, ids of the selected samples gone from the dataset).  A
     sample in two rounds is refused unless ``repair``, which keeps it in the
     earliest.
     """
-    numbers = sorted(set(rounds) | ({this_round["round"]} if this_round else set()))
     queue, first_round = [], {}
     twice = {}
-    for k in numbers:
+    for k in sorted(runs):
         info = this_round if this_round and k == this_round["round"] else rounds[k]
-        run_k = run if this_round and k == this_round["round"] else fo_connector.get_run(dataset, info["run_name"])
+        run_k = runs[k]
         if run_k is None:
             if this_round is None:
                 continue          # reported below, once the round's own run is known

@@ -34,19 +34,16 @@ def list_runs(dataset):
     return sorted(activeft_runs(dataset))
 
 
-def _other_runs_of_field(dataset, run_name, rank_field):
-    """{run: set of its sample ids} of the other activeft runs that write ``rank_field``."""
-    return {key: set(run_results(dataset, key).get("sample_ids", []))
-            for key, cfg in activeft_runs(dataset).items() if key != run_name and cfg.get("rank_field") == rank_field}
+def _other_runs(dataset, run_name):
+    """{run: (config, set of its sample ids)} of the activeft runs other than ``run_name``, each read once."""
+    return {key: (cfg, set(run_results(dataset, key).get("sample_ids", [])))
+            for key, cfg in activeft_runs(dataset).items() if key != run_name}
 
 
-def _owned_by_other_runs(dataset, run_name, record):
-    """(ids whose tag, ids whose rank) other runs also own, of the tag and rank field ``record`` (a run) wrote."""
+def _owned_by_other_runs(others, record):
+    """(ids whose tag, ids whose rank) ``others`` also own, of the tag and rank field ``record`` (a run) wrote."""
     keep_tag, keep_rank = set(), set()
-    for key, cfg in activeft_runs(dataset).items():
-        if key == run_name:
-            continue
-        ids = set(run_results(dataset, key).get("sample_ids", []))
+    for cfg, ids in others.values():
         if cfg.get("tag") == record.get("tag"):
             keep_tag |= ids
         if cfg.get("rank_field") == record.get("rank_field"):
@@ -84,7 +81,7 @@ def delete_run(collection, run_name, *, force=False):
         runs = ", ".join(repr(r) for r in list_runs(dataset)) or "none"
         raise InputError(f"dataset {dataset.name!r} has no activeft run {run_name!r} (its activeft runs: {runs})")
     check_deletable(dataset, run_name, force)
-    keep_tag, keep_rank = _owned_by_other_runs(dataset, run_name, record)
+    keep_tag, keep_rank = _owned_by_other_runs(_other_runs(dataset, run_name), record)
     tag, rank_field = record.get("tag"), record.get("rank_field")
     untag = sorted(set(record.get("tagged_ids", [])) - keep_tag)
     untag = sorted(dataset.select(untag).values("id")) if untag else []      # samples deleted since drop out
@@ -161,9 +158,10 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     fixed_ids = {pool.sample_ids[int(i)] for i in pool.fixed}
 
     previous = get_run(dataset, run_name) or {}
-    keep_tag, keep_rank = _owned_by_other_runs(dataset, run_name, previous)
-    for key, ids in _other_runs_of_field(dataset, run_name, rank_field).items():
-        taken = [sid for sid in selected if sid in ids]
+    others = _other_runs(dataset, run_name)
+    keep_tag, keep_rank = _owned_by_other_runs(others, previous)
+    for key, (cfg, ids) in others.items():
+        taken = [sid for sid in selected if sid in ids] if cfg.get("rank_field") == rank_field else []
         if taken:
             raise InputError(f"run {key!r} owns the {rank_field!r} values of {len(taken)} of the selected samples "
                              f"(e.g. {taken[0]}); give run {run_name!r} its own rank field (e.g. "

@@ -28,9 +28,10 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from ...files.output import write_atomic
 
 #: Format of the records; a record of another format is ignored.
 RECORD_FORMAT = 1
@@ -88,15 +89,7 @@ def save_selection(key, result, pool, cache_dir=None):
         "params": _plain(result.params), "elapsed": float(result.elapsed),
     }
     path = os.path.join(folder, f"{key}.json")
-    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(record))
     return path
 
 
