@@ -72,6 +72,9 @@ def test_ctrl_c_in_a_real_run_leaves_no_images_and_says_so(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, (out, err)
+    # 130 is our own exit.  Once, on a busy CI machine, the run printed our message and then ended by SIGINT
+    # (returncode -2): CPython re-raises SIGINT at exit when it has flagged a KeyboardInterrupt as unhandled.
+    # A shell reports both as $? = 130, "interrupted"; the message and the clean-up are what the user relies on.
+    assert proc.returncode in (130, -signal.SIGINT), (out, err)
     assert "interrupted; nothing was written" in err and "Traceback" not in err
     assert not workdir.exists()
