@@ -42,7 +42,7 @@ def __getattr__(name):
 
 
 def embed_images(paths, model="efficientnet-lite0", pretrained=None, *, batch_size=32, num_workers=None,
-                 device="auto", cache_dir=None, progress=True):
+                 device="auto", cache_dir=None, progress=True, precision=None):
     """Embed image files with a pretrained encoder, through the on-disk cache.
 
     Parameters
@@ -61,20 +61,26 @@ def embed_images(paths, model="efficientnet-lite0", pretrained=None, *, batch_si
     cache_dir : str, None or False
         The cache folder (None: the default); ``False`` disables the cache.
     progress : bool, default=True
+    precision : {"auto", "fp32", "bf16"}, optional
+        ``auto`` (the default, unless ``model`` is a loaded Encoder: then its
+        own): bf16 autocast where the device computes bf16 natively (CPUs with
+        AVX-512 BF16 or AMX, CUDA GPUs with bf16), fp32 elsewhere.  An explicit
+        ``bf16`` where the device lacks it raises InputError.  Cached rows are
+        reused only in the same precision.
 
     Returns
     -------
     EmbeddingResult
         ``features`` (N×C float32, rows of the readable images), ``kept``
         (their positions in ``paths``), ``skipped`` ((path, reason) pairs),
-        ``cached`` (rows read from the cache).
+        ``cached`` (rows read from the cache), ``precision`` (what was used).
 
     See :func:`activeft_label.embeddings.embed_images` for the details.
     """
     from .embeddings import embed_images as embed
 
     return embed(paths, model, pretrained, batch_size=batch_size, num_workers=num_workers, device=device,
-                 cache_dir=cache_dir, progress=progress)
+                 cache_dir=cache_dir, progress=progress, precision=precision)
 
 
 __all__ = ["select", "embed_images", "parse_budget", "load_pool", "SelectionResult", "SelectionOptions",

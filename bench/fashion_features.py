@@ -12,6 +12,10 @@ with it, bench/RESULTS.md 2026-12-01; the features are the same with or without 
 
     python bench/fashion_features.py                       # pool 10,000, test 2,000, 112 px
     python bench/fashion_features.py --pool 60000 --test 10000 --image-size 224   # the full data set
+    python bench/fashion_features.py --precision bf16      # the same images in bf16 (file name ends _bf16)
+
+``--precision`` (default fp32, the reference every QUALITY.md table used) is the encoder's number format,
+as ``activeft embed --precision``; bf16 features go to a file of their own.
 """
 
 import argparse
@@ -33,8 +37,9 @@ from activeft_label.embeddings.heap import large_blocks_stay_in_heap  # noqa: E4
 CACHE = os.path.join(HERE, ".cache")
 
 
-def features_path(pool, test, size):
-    return os.path.join(CACHE, f"fashion_mnist_{pool}_{test}_{size}px.npz")
+def features_path(pool, test, size, precision="fp32"):
+    suffix = "" if precision == "fp32" else f"_{precision}"
+    return os.path.join(CACHE, f"fashion_mnist_{pool}_{test}_{size}px{suffix}.npz")
 
 
 def embed(encoder, images, size, batch_size=64, label=""):
@@ -60,10 +65,12 @@ def main():
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
     args = parser.parse_args()
     os.makedirs(CACHE, exist_ok=True)
-    out = features_path(args.pool, args.test, args.image_size)
-    encoder = load_encoder("efficientnet-lite0", device="cpu")
+    encoder = load_encoder("efficientnet-lite0", device="cpu", precision=args.precision)
+    out = features_path(args.pool, args.test, args.image_size, encoder.precision)
+    print(f"encoder in {encoder.precision}" + (", channels_last" if encoder.channels_last else ""), flush=True)
     rng = np.random.default_rng(args.seed)
     arrays = {}
     for split, count in (("test", args.test), ("train", args.pool)):

@@ -28,11 +28,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from activeft_label.evaluation.probe import markdown_table, run_trials, summarize  # noqa: E402
 
-METHODS = ["random", "kmeans", "coreset", "probcover", "typiclust", "activeft"]
+METHODS = ["random", "kmeans", "coreset", "probcover", "typiclust", "bilaf", "activeft"]
 LOSSES = ["paper", "released"]
 
 
 def label_of(trial):
+    if trial.method == "bilaf" and trial.params.get("cores_spec") is not None:
+        return f"bilaf (cores={trial.params['cores_spec']})"
     return f"activeft ({trial.params['loss']})" if trial.method == "activeft" else trial.method
 
 
@@ -112,6 +114,10 @@ def main():
                         help="comma-separated budgets, counts or percentages of the pool (default: 0.5%%,1%%,2%%)")
     parser.add_argument("--baselines", default=",".join(m for m in METHODS if m != "activeft"),
                         help="comma-separated baseline methods to run beside ActiveFT (default: all)")
+    parser.add_argument("--cores", default="",
+                        help="bilaf (when among --baselines): comma-separated core counts or percentages of the pool, "
+                             "one bilaf row each (default: bilaf's own default, 0.5%% of the pool, at most half the "
+                             "budget)")
     parser.add_argument("--probe-c", type=float, default=None,
                         help="use this logistic-regression C without the validation search (e.g. the choice of an "
                              "earlier run on the same split; the report says so)")
@@ -159,8 +165,33 @@ def main():
 
     iterations = 30 if args.quick else 300
     baselines = [] if args.only_activeft else requested
-    trials = run_trials(pool_x, pool_y, test_x, test_y, budgets, baselines, seeds=seeds, probe_c=probe_c,
-                        center=args.center, progress=print) if baselines else []
+    plain = [m for m in baselines if m != "bilaf"]
+    trials = run_trials(pool_x, pool_y, test_x, test_y, budgets, plain, seeds=seeds, probe_c=probe_c,
+                        center=args.center, progress=print) if plain else []
+    if "bilaf" in baselines:
+        # BiLAF's core stage is ActiveFT with the paper's defaults (released loss, τ = 0.07), run for as many
+        # iterations as the ActiveFT rows; one row per --cores value.
+        from activeft_label.budget import parse_budget
+        from activeft_label.selection.bilaf import parse_cores
+
+        specs = [c.strip() for c in args.cores.split(",") if c.strip()] or [None]
+        bilaf_labels = []
+        for spec in specs:
+            cores = parse_cores(spec, pool_x.shape[0])
+            fitting = [b for b in budgets if cores is None or parse_budget(b, pool_x.shape[0]) >= cores]
+            if len(fitting) < len(budgets):
+                print(f"bilaf cores={spec}: skipped at budget(s) below its {cores} cores: "
+                      f"{', '.join(b for b in budgets if b not in fitting)}", flush=True)
+            found = run_trials(pool_x, pool_y, test_x, test_y, fitting, ["bilaf"], seeds=seeds, probe_c=probe_c,
+                               method_params={"bilaf": {"cores": spec}} if spec else None, iterations=iterations,
+                               center=args.center, progress=print) if fitting else []
+            for trial in found:
+                trial.params["cores_spec"] = spec
+            trials += found
+            if found:
+                bilaf_labels.append(label_of(found[0]))
+        position = baselines.index("bilaf")
+        baselines = baselines[:position] + bilaf_labels + baselines[position + 1:]
     tuned_labels, default_labels = [], []
     for loss in losses:
         tau, lam = chosen[loss]
@@ -217,9 +248,10 @@ def plot(summary, counts, labels, pool_size, path):
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     xs = [100 * b / pool_size for b in counts]
     for name in labels:
-        means = [100 * summary[(b, name)]["accuracy_mean"] for b in counts]
-        stds = [100 * summary[(b, name)]["accuracy_std"] for b in counts]
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=name,
+        cells = [(x, summary[(b, name)]) for x, b in zip(xs, counts) if (b, name) in summary]   # bilaf: not below
+        means = [100 * cell["accuracy_mean"] for _, cell in cells]                               # its core count
+        stds = [100 * cell["accuracy_std"] for _, cell in cells]
+        ax.errorbar([x for x, _ in cells], means, yerr=stds, marker="o", capsize=3, label=name,
                     linewidth=2.5 if name.startswith("activeft") else 1.2)
     ax.set_xscale("log")
     ax.set_xticks(xs)

@@ -39,7 +39,7 @@ def run_demo(workdir, *, size=2000, budget="1%", seed=0, device="auto", progress
 
         started = time.perf_counter()
         pool = load_pool(workdir / "images", device=device, progress=progress)
-        echo(f"Embedded with efficientnet-lite0 in {time.perf_counter() - started:.1f} s "
+        echo(f"Embedded with efficientnet-lite0 in {pool.precision} in {time.perf_counter() - started:.1f} s "
              f"({pool.cached} of {len(pool)} from cache).")
         pool_labels = labels[pool.source_index]
 

@@ -50,7 +50,10 @@ def _load_labels(path, expected, what):
               help="Comma-separated methods.")
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds per cell.")
 @click.option("--iters", "iterations", type=click.IntRange(0), default=300, show_default=True,
-              help="ActiveFT steps.")
+              help="ActiveFT steps (also of bilaf's core stage).")
+@click.option("--cores", metavar="K|P%",
+              help="bilaf: core samples, a count or a percentage of the pool (default: 0.5% of the pool, at most "
+                   "half the budget).")
 @click.option("--center/--no-center", default=False, show_default=True,
               help="Every method compares items after subtracting the pool's mean direction (the probe always "
                    "sees the features as given).")
@@ -58,7 +61,7 @@ def _load_labels(path, expected, what):
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write every trial as CSV.")
 @friendly_errors
 def evaluate(features_path, labels_path, test_features, test_labels, test_fraction, budgets, methods, seeds,
-             iterations, center, device, out):
+             iterations, cores, center, device, out):
     """Compare selection methods on a labeled pool with a linear probe.
 
     Each method selects from the pool without seeing labels; a logistic
@@ -78,6 +81,8 @@ def evaluate(features_path, labels_path, test_features, test_labels, test_fracti
         raise click.UsageError("give both --test-features and --test-labels, or neither")
     resolve_device(device)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    if cores is not None and "bilaf" not in method_list:
+        raise click.UsageError("--cores applies to the bilaf method only; add bilaf to --methods")
     features, _ = load_features(features_path)
     # Before the held-out split shuffles the rows, so that bad rows are reported by their row in the file.
     check_features(features)
@@ -98,6 +103,7 @@ def evaluate(features_path, labels_path, test_features, test_labels, test_fracti
 
     trials = run_trials(pool_x, pool_y, test_x, test_y, list(budgets), method_list, seeds=range(seeds),
                         iterations=iterations, device=device, center=center,
+                        method_params={"bilaf": {"cores": cores}} if cores is not None else None,
                         progress=lambda line: say(line, err=True))
     summary = summarize(trials)
     counts = sorted({t.budget for t in trials})

@@ -105,7 +105,7 @@ def select_command(project_id, budget, selection, mode, view_id, image_field, ti
         write_selection(out, result.records(pool.ids, pool.refs, pool.rows))
     title_text = pool.project.get("title") or ""
     say(f"Pulled {len(pool.tasks)} tasks of project {pool.project['id']} ({title_text}); {len(pool)} images "
-        f"embedded, {len(pool.skipped)} skipped.")
+        f"embedded ({pool.precision}), {len(pool.skipped)} skipped.")
     fixed = f"; {pool.labeled.size} annotated tasks kept as fixed centroids" if pool.labeled.size else ""
     say(f"Selected {result.budget} of {len(pool) - pool.labeled.size} unannotated tasks with {selection.method} in "
         f"{result.elapsed:.1f} s{fixed}.")

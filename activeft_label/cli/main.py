@@ -6,6 +6,7 @@ import click
 
 from ..version import __version__
 from ..errors import InputError
+from ..selection import ACTIVEFT_METHODS
 from .evaluate import evaluate
 from .fiftyone import fiftyone
 from .labelstudio import labelstudio
@@ -86,12 +87,14 @@ def select(source, budget, selection, embedding, device, quiet, labeled, out, pl
 
     pool = load_pool(source, **embedding.as_kwargs(), device=device, progress=not quiet)
     report_skipped(pool.skipped)
+    if pool.precision:
+        say(f"Embedded {len(pool)} images ({pool.cached} from cache) in {pool.precision}.")
     if plot:
         check_plottable(*pool.features.shape, projection)
     fixed = pool.rows_of(labeled_names) if labeled_names else None
     for name, value in (("--minibatch", minibatch), ("--balance", balance)):
-        if value is not None and selection.method != "activeft":
-            raise InputError(f"{name} applies to --method activeft only")
+        if value is not None and selection.method not in ACTIVEFT_METHODS:
+            raise InputError(f"{name} applies to --method {' and '.join(ACTIVEFT_METHODS)} only")
     selection = dataclasses.replace(selection, minibatch=minibatch, balance=balance)
     result = run_selection(pool.features, budget, **selection.as_kwargs(), fixed=fixed, device=device,
                            progress=not quiet)
@@ -142,7 +145,7 @@ def embed(source, embedding, device, quiet, out):
     buffer = io.BytesIO()
     np.savez(buffer, features=pool.features.astype(np.float32), ids=np.asarray(pool.ids, dtype=str))
     write_atomic(out, buffer.getvalue(), mode="wb")
-    say(f"Embedded {len(pool)} items ({pool.cached} from cache) into {out}: "
+    say(f"Embedded {len(pool)} items ({pool.cached} from cache) in {pool.precision} into {out}: "
         f"features {pool.features.shape[0]}×{pool.features.shape[1]}.")
 
 

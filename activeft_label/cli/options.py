@@ -76,18 +76,24 @@ def _gathered(command, keyword, build):
     return wrapper
 
 
-def _embedding(model, pretrained, batch_size, workers, cache_dir, no_cache):
+def _embedding(model, pretrained, batch_size, workers, cache_dir, no_cache, precision):
     from ..embeddings.options import EmbeddingOptions
 
     return EmbeddingOptions(model=model, pretrained=pretrained, batch_size=batch_size, num_workers=workers,
-                            cache_dir=False if no_cache else cache_dir)
+                            cache_dir=False if no_cache else cache_dir, precision=precision)
 
 
-def _selection(method, loss, iterations, temperature, lr, seed, center):
+def _selection(method, loss, iterations, temperature, lr, seed, center, cores, update):
+    from ..selection import ACTIVEFT_METHODS
     from ..selection.options import SelectionOptions
 
+    if cores is not None and method != "bilaf":
+        raise click.UsageError(f"--cores applies to --method bilaf only (got --method {method})")
+    if update is not None and method not in ACTIVEFT_METHODS:
+        raise click.UsageError(f"--update applies to --method {' and '.join(ACTIVEFT_METHODS)} only "
+                               f"(got --method {method})")
     return SelectionOptions(method=method, loss=loss, iterations=iterations, temperature=temperature, lr=lr,
-                            seed=seed, center=center)
+                            seed=seed, center=center, cores=cores, update=update)
 
 
 def embedding_kwargs(embedding, embeddings_field):
@@ -119,6 +125,12 @@ def model_options(command):
         click.option("--cache-dir", envvar="ACTIVEFT_CACHE_DIR", type=click.Path(file_okay=False),
                      help="Where embeddings are cached (default ~/.cache/activeft-label). [env: ACTIVEFT_CACHE_DIR]"),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the embeddings cache."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+                     envvar="ACTIVEFT_PRECISION",
+                     help="The encoder's number format. auto: bf16 autocast where the hardware computes bf16 "
+                          "natively (CPUs with AVX-512 BF16 or AMX, CUDA GPUs with bf16), fp32 elsewhere. bf16 "
+                          "features are within cosine ~0.99 of fp32 ones and kept apart from them in the cache. "
+                          "[env: ACTIVEFT_PRECISION]"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -147,7 +159,7 @@ def selection_options(command=None, *, budget_required=True, budget_help=None):
     """
     if command is None:
         return lambda cmd: selection_options(cmd, budget_required=budget_required, budget_help=budget_help)
-    from ..selection import DEFAULT_LOSS, LOSS_FORMS, METHODS
+    from ..selection import DEFAULT_LOSS, DEFAULT_UPDATE, LOSS_FORMS, METHODS, UPDATE_FORMS
 
     command = _gathered(command, "selection", _selection)
 
@@ -155,9 +167,17 @@ def selection_options(command=None, *, budget_required=True, budget_help=None):
         click.option("--budget", "-b", required=budget_required, metavar="N|P%",
                      help=budget_help or "How many items to select: a count (300) or a percentage of the pool (1%)."),
         click.option("--method", type=click.Choice(METHODS), default="activeft", show_default=True,
-                     help="activeft, or a baseline to compare with."),
+                     help="activeft, bilaf (ActiveFT cores plus boundary samples), or a baseline to compare with."),
+        click.option("--cores", metavar="K|P%",
+                     help="bilaf: core samples chosen by ActiveFT, a count (50) or a percentage of the pool "
+                          "(0.5%); the rest of the budget goes to boundary samples. Default: 0.5% of the pool, "
+                          "at most half the budget."),
         click.option("--loss", type=click.Choice(LOSS_FORMS), default=DEFAULT_LOSS, show_default=True,
                      help="ActiveFT loss form: 'released' (the authors' code) or 'paper' (Algorithm 1)."),
+        click.option("--update", type=click.Choice(UPDATE_FORMS), default=None,
+                     help=f"ActiveFT (and bilaf's cores): '{DEFAULT_UPDATE}' (default) renormalises θ after each "
+                          f"step as Algorithm 1; 'released' keeps θ raw and normalises it inside the loss, as the "
+                          f"authors' code."),
         click.option("--iters", "iterations", type=click.IntRange(0), default=300, show_default=True,
                      help="ActiveFT optimisation steps (Adam)."),
         click.option("--temperature", type=float, default=0.07, show_default=True, help="ActiveFT temperature τ."),

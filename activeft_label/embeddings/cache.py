@@ -1,4 +1,4 @@
-"""The on-disk embedding cache: one SQLite row per image, keyed by model, weights, path, size and mtime."""
+"""The on-disk embedding cache: one SQLite row per image, keyed by model, weights, precision, path, size and mtime."""
 
 import logging
 import os
@@ -7,8 +7,10 @@ import sqlite3
 import numpy as np
 
 #: Name of the cache table; bump the suffix when preprocessing changes so old rows are not reused
-#: (v2: large JPEGs are decoded at a reduced scale, images.decode_side).
-_CACHE_TABLE = "embeddings_v2"
+#: (v2: large JPEGs are decoded at a reduced scale, images.decode_side; v3: rows keyed by precision too).
+_CACHE_TABLE = "embeddings_v3"
+#: The table before v3: the same preprocessing, every row computed in fp32, so its rows move over.
+_FP32_TABLE = "embeddings_v2"
 _CACHE_FILE = "embeddings.sqlite3"
 
 _log = logging.getLogger(__name__)
@@ -24,28 +26,46 @@ def default_cache_dir():
 
 
 class _Cache:
-    def __init__(self, directory, model, weights):
+    def __init__(self, directory, model, weights, precision="fp32"):
         os.makedirs(directory, exist_ok=True)
         self.path = os.path.join(directory, _CACHE_FILE)
         self.model = model
         self.weights = weights
+        self.precision = precision
         self.con = sqlite3.connect(self.path, timeout=60)
         self.con.execute(
             f"CREATE TABLE IF NOT EXISTS {_CACHE_TABLE} ("
-            "model TEXT NOT NULL, weights TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL, "
-            "mtime_ns INTEGER NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, "
-            "PRIMARY KEY (model, weights, path))"
+            "model TEXT NOT NULL, weights TEXT NOT NULL, precision TEXT NOT NULL, path BLOB NOT NULL, "
+            "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, "
+            "PRIMARY KEY (model, weights, precision, path))"
         )
         self.con.commit()
-        self._drop_superseded_tables()
+        moved = self._keep_fp32_rows()
+        self._drop_superseded_tables(vacuum=moved)
 
-    def _drop_superseded_tables(self):
+    def _keep_fp32_rows(self):
+        # A cache written before rows were keyed by precision holds fp32 features of today's preprocessing:
+        # move them over once instead of embedding the pool again.
+        if not self.con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (_FP32_TABLE,)).fetchone():
+            return False
+        try:
+            with self.con:
+                self.con.execute(
+                    f"INSERT OR IGNORE INTO {_CACHE_TABLE} (model, weights, precision, path, size, mtime_ns, dim, "
+                    f"vector) SELECT model, weights, 'fp32', path, size, mtime_ns, dim, vector FROM {_FP32_TABLE}")
+                self.con.execute(f"DROP TABLE {_FP32_TABLE}")
+        except sqlite3.OperationalError:  # another process moved them first
+            return False
+        return True
+
+    def _drop_superseded_tables(self, vacuum=False):
         # Rows of an older table can never be read again (their preprocessing differs), and a pool's worth of
         # them is hundreds of MB: drop them once and give the space back to the file system.
         old = [name for (name,) in self.con.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'embeddings_v[0-9]*' AND name != ?",
             (_CACHE_TABLE,))]
-        if not old:
+        if not old and not vacuum:
             return
         for name in old:
             self.con.execute(f'DROP TABLE IF EXISTS "{name}"')
@@ -56,7 +76,13 @@ class _Cache:
             pass
 
     def lookup(self, keys):
-        """``keys``: list of (position, path_bytes, size, mtime_ns). Returns {position: float32 vector}."""
+        """``keys``: list of (position, path_bytes, size, mtime_ns).
+
+        Returns ``({position: float32 vector}, {position: reason})``: the
+        vectors computed by this model and weights in this precision, and the
+        files remembered as undecodable (whatever the precision: decoding does
+        not depend on it).
+        """
         con = self.con
         con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (pos INTEGER PRIMARY KEY, path BLOB, size INTEGER, "
                     "mtime_ns INTEGER)")
@@ -64,8 +90,9 @@ class _Cache:
         con.executemany("INSERT INTO wanted VALUES (?, ?, ?, ?)", keys)
         rows = con.execute(
             f"SELECT w.pos, e.dim, e.vector FROM wanted AS w JOIN {_CACHE_TABLE} AS e "
-            "ON e.model = ? AND e.weights = ? AND e.path = w.path AND e.size = w.size AND e.mtime_ns = w.mtime_ns",
-            (self.model, self.weights),
+            "ON e.model = ? AND e.weights = ? AND (e.precision = ? OR e.dim = 0) AND e.path = w.path "
+            "AND e.size = w.size AND e.mtime_ns = w.mtime_ns",
+            (self.model, self.weights, self.precision),
         )
         found = {}
         failed = {}
@@ -83,13 +110,13 @@ class _Cache:
         values = []
         for p, s, m, v in rows:
             if isinstance(v, str):
-                values.append((self.model, self.weights, p, s, m, 0, v.encode("utf-8")))
+                values.append((self.model, self.weights, self.precision, p, s, m, 0, v.encode("utf-8")))
             else:
-                values.append((self.model, self.weights, p, s, m, int(v.shape[0]),
+                values.append((self.model, self.weights, self.precision, p, s, m, int(v.shape[0]),
                                np.asarray(v, dtype="<f4").tobytes()))
         self.con.executemany(
-            f"INSERT OR REPLACE INTO {_CACHE_TABLE} (model, weights, path, size, mtime_ns, dim, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {_CACHE_TABLE} (model, weights, precision, path, size, mtime_ns, dim, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )
         self.con.commit()
@@ -101,13 +128,13 @@ class _Cache:
             pass
 
 
-def open_cache(cache_dir, model, weights):
+def open_cache(cache_dir, model, weights, precision="fp32"):
     if cache_dir is False:
         return None
     directory = default_cache_dir() if cache_dir is None or cache_dir is True else os.path.expanduser(
         os.fspath(cache_dir))
     try:
-        return _Cache(directory, model, weights)
+        return _Cache(directory, model, weights, precision)
     except (OSError, sqlite3.Error) as exc:
         cache_warning(f"embedding cache in {directory} cannot be used ({exc}); embedding without a cache")
         return None

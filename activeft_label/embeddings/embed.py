@@ -14,6 +14,8 @@ from .encoders import Encoder, load_resolved_encoder
 from .heap import large_blocks_stay_in_heap
 from .images import ImageDataset, collate_images, decode_side, failure_reason
 from .names import DEFAULT_MODEL, resolve_model
+from .precision import check_precision, resolve_precision
+from ..devices import resolve_device
 
 #: Below this many images to embed, loading runs in the main process (workers cost more than they save).
 _MIN_IMAGES_FOR_WORKERS = 64
@@ -27,7 +29,11 @@ class EmbeddingResult:
     embedded; ``kept`` (K ints, ascending) gives each row's position in the
     input ``paths``; ``skipped`` lists ``(path, reason)`` for the images that
     could not be read, in input order; ``cached`` counts the rows that came
-    from the cache; ``model`` and ``weights`` identify the encoder.
+    from the cache; ``model`` and ``weights`` identify the encoder;
+    ``precision`` (``"fp32"`` or ``"bf16"``) is the number format every row was
+    computed in (cached rows included: the cache keys rows by it) and
+    ``layout`` says how the encoder ran (``"bf16, channels_last"``; empty when
+    every row came from the cache).
     """
 
     features: np.ndarray
@@ -36,6 +42,8 @@ class EmbeddingResult:
     cached: int = 0
     model: str = ""
     weights: str = ""
+    precision: str = "fp32"
+    layout: str = ""
 
     @property
     def embedded(self):
@@ -50,7 +58,7 @@ def _default_workers(n_images):
 
 
 def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, num_workers=None, device="auto",
-                 cache_dir=None, progress=True):
+                 cache_dir=None, progress=True, precision=None, ray_address=None):
     """Embed image files; return an :class:`EmbeddingResult`.
 
     ``paths``: image file paths (str or path-like).  ``model``/``pretrained``:
@@ -59,7 +67,17 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
     DataLoader workers (default ``min(4, cpu_count)``, 0 below 64 images to
     embed).  ``cache_dir``: folder of the embedding cache (default
     :func:`default_cache_dir`), ``False`` to disable it.  ``progress``: show a
-    progress bar on stderr.
+    progress bar on stderr.  ``precision``: ``"auto"`` (bf16 autocast where
+    the device computes bf16 natively — CPUs with AVX-512 BF16 or AMX, CUDA
+    GPUs with bf16 — else fp32), ``"fp32"`` or ``"bf16"`` (refused with the
+    reason where the device lacks it); default ``None``: a loaded
+    :class:`Encoder`'s own precision, else ``"auto"``; see :mod:`.precision`.  The
+    result's ``precision`` says what was used; cached rows are only reused
+    when they were computed in the same precision.  ``ray_address``: embed
+    on the Ray cluster at this address (``"auto"``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``) instead of in this process; the cache is read and
+    written here as always, the workers read the image files at the same
+    paths (a shared file system); see :mod:`.on_ray`.
 
     JPEGs at least four times the encoder's input side are decoded at a
     reduced scale that keeps twice that side (libjpeg's DCT scaling; see
@@ -85,6 +103,15 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         raise InputError(f"batch size must be a positive whole number, got {batch_size!r}")
     if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
         raise InputError(f"num_workers must be a whole number >= 0, got {num_workers!r}")
+    if precision is not None:
+        check_precision(precision)
+    if ray_address is not None:
+        from .on_ray import check_address
+
+        check_address(ray_address)
+        if isinstance(model, Encoder):
+            raise InputError("ray_address needs the encoder's name (each Ray worker loads its own copy), not a "
+                             "loaded Encoder")
 
     encoder = None
     if isinstance(model, Encoder):
@@ -93,9 +120,15 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         encoder = model
         name, weights = encoder.name, encoder.weights
         spec = None
+        dev = encoder.device
     else:
         spec = resolve_model(model, pretrained)
         name, weights = spec.name, spec.weights
+        dev = resolve_device(device)
+    # Resolved before the cache is read: its rows are keyed by the precision they were computed in.
+    if precision is None:
+        precision = encoder.precision if encoder is not None else "auto"
+    precision = resolve_precision(precision, dev)
 
     display = []
     skipped = {}
@@ -123,9 +156,10 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
             continue
         keys.append((position, os.fsencode(os.path.abspath(path)), st.st_size, st.st_mtime_ns, path))
 
-    cache = open_cache(cache_dir, name, weights) if keys else None
+    cache = open_cache(cache_dir, name, weights, precision) if keys else None
     rows = {}  # position -> float32 vector
     failed = {}  # position -> reason remembered from an earlier run
+    layout = ""
     try:
         if cache is not None:
             try:
@@ -144,11 +178,17 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
 
         if todo:
             if encoder is None:
-                encoder = load_resolved_encoder(spec, device)
+                # With Ray the workers run the model; here it only gives the preprocessing and the feature size.
+                encoder = load_resolved_encoder(spec, "cpu" if ray_address else dev, precision)
             if rows and next(iter(rows.values())).shape[0] != encoder.dim:
                 rows, cached = {}, 0
                 todo = [k for k in keys if k[0] not in failed]
-            rows.update(_run(encoder, todo, skipped, cache, batch_size, num_workers, progress))
+            if ray_address is not None:
+                rows.update(_run_on_ray(ray_address, spec, encoder, todo, skipped, cache, batch_size, progress,
+                                        precision))
+            else:
+                rows.update(_run(encoder, todo, skipped, cache, batch_size, num_workers, progress, precision))
+            layout = precision + (", channels_last" if encoder.channels_last else "")
     finally:
         if cache is not None:
             cache.close()
@@ -163,16 +203,50 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
     if encoder is not None:
         weights = encoder.weights
     return EmbeddingResult(features=features, kept=kept, skipped=skipped_list, cached=cached, model=name,
-                           weights=weights)
+                           weights=weights, precision=precision, layout=layout)
 
 
-def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
+class _RowSink:
+    """Where embedded rows go: the result, the skipped list and the cache (committed batch by batch)."""
+
+    def __init__(self, todo, skipped, cache):
+        self.by_position = {k[0]: k for k in todo}
+        self.skipped = skipped
+        self.cache = cache
+        self.cache_ok = cache is not None
+        self.out = {}
+
+    def add(self, rows):
+        """``rows``: (position, float32 vector or None, failure reason, whether the failure is the file's bytes)."""
+        new = []
+        for position, vector, reason, content in rows:
+            _, key, size, mtime_ns, _ = self.by_position[position]
+            if vector is None:
+                self.skipped[position] = reason
+                if content:
+                    new.append((key, size, mtime_ns, reason))
+                continue
+            vector = np.array(vector, dtype=np.float32)
+            if not np.all(np.isfinite(vector)):
+                self.skipped[position] = "the encoder produced NaN or infinite values"
+                continue
+            self.out[position] = vector
+            new.append((key, size, mtime_ns, vector))
+        if self.cache_ok and new:
+            try:
+                self.cache.store(new)
+            except sqlite3.Error as exc:
+                cache_warning(f"embedding cache {self.cache.path} cannot be written ({exc}); continuing without it")
+                self.cache_ok = False
+
+
+def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress, precision):
     """Embed the images in ``todo``; record failures in ``skipped``; store new rows in ``cache``."""
     from tqdm import tqdm
 
     if num_workers is None:
         num_workers = _default_workers(len(todo))
-    by_position = {k[0]: k for k in todo}
+    sink = _RowSink(todo, skipped, cache)
     device_type = getattr(encoder.device, "type", "cpu")
     dataset = ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess,
                            min_side=decode_side(encoder.preprocess))
@@ -180,45 +254,36 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress):
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_images,
         pin_memory=(device_type == "cuda"),
     )
-    out = {}
     bar = tqdm(total=len(todo), desc=f"embedding ({encoder.name})", unit="img", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    cache_ok = cache is not None
     # On the CPU, glibc mapped and unmapped each large activation per batch: 3× slower (heap.py). Only
     # within devices.process_tuning (the command line's own process) are its thresholds raised.
     try:
         with large_blocks_stay_in_heap(enabled=device_type == "cpu"):
             for positions, batch, failures in loader:
-                new = []
-                for position, (reason, content) in failures:
-                    skipped[position] = reason
-                    if content:
-                        _, key, size, mtime_ns, _ = by_position[position]
-                        new.append((key, size, mtime_ns, reason))
+                rows = [(position, None, reason, content) for position, (reason, content) in failures]
                 if batch is not None:
-                    vectors = encoder.encode(batch).numpy()
+                    vectors = encoder.encode(batch, precision).numpy()
                     if vectors.ndim != 2 or vectors.shape[0] != len(positions):
                         raise ActiveFTError(
                             f"encoder {encoder.name} returned shape {tuple(vectors.shape)} for a batch of "
                             f"{len(positions)} images"
                         )
                     encoder.dim = int(vectors.shape[1])  # what the model really gives
-                    for position, vector in zip(positions, vectors):
-                        vector = np.array(vector, dtype=np.float32)
-                        if not np.all(np.isfinite(vector)):
-                            skipped[position] = "the encoder produced NaN or infinite values"
-                            continue
-                        out[position] = vector
-                        _, key, size, mtime_ns, _ = by_position[position]
-                        new.append((key, size, mtime_ns, vector))
-                if cache_ok and new:
-                    try:
-                        cache.store(new)
-                    except sqlite3.Error as exc:
-                        cache_warning(f"embedding cache {cache.path} cannot be written ({exc}); continuing "
-                                      f"without it")
-                        cache_ok = False
+                    rows += [(position, vector, "", False) for position, vector in zip(positions, vectors)]
+                sink.add(rows)
                 bar.update(len(positions) + len(failures))
     finally:
         bar.close()
-    return out
+    return sink.out
+
+
+def _run_on_ray(address, spec, encoder, todo, skipped, cache, batch_size, progress, precision):
+    """The same as :func:`_run`, on a Ray cluster (see :mod:`.on_ray`)."""
+    from .on_ray import embed_on_ray
+
+    sink = _RowSink(todo, skipped, cache)
+    embed_on_ray(address, spec, encoder.preprocess, decode_side(encoder.preprocess),
+                 [(k[0], k[4]) for k in todo], precision=precision, batch_size=batch_size, progress=progress,
+                 on_rows=sink.add)
+    return sink.out

@@ -1,5 +1,6 @@
 """Loading encoders: EfficientNet-Lite0 from its packages, open_clip models from tags or checkpoints, failing fast offline."""
 
+import contextlib
 import logging
 import os
 import pickle
@@ -13,6 +14,7 @@ from PIL import Image
 
 from ..errors import ActiveFTError, InputError
 from .names import DEFAULT_MODEL, EFFNET_CODE_PACKAGE, import_open_clip, resolve_model
+from .precision import check_precision, resolve_precision
 
 #: Seconds allowed for checking whether the Hugging Face Hub answers.
 _REACH_TIMEOUT = 2.5
@@ -27,54 +29,81 @@ class Encoder:
     the weights: package version and file, an open_clip pretrained tag, or a
     checkpoint path with its size and mtime), ``dim`` (feature length),
     ``preprocess`` (PIL image -> CHW float tensor), ``device``, ``module``
-    (the torch module, in eval mode).
+    (the torch module, in eval mode), ``precision`` (``"fp32"`` or
+    ``"bf16"``: the number format :meth:`encode` runs in unless told
+    otherwise, see :mod:`.precision`) and ``channels_last`` (whether batches
+    are laid out channels-last, the faster layout of convolutions on the CPU).
     """
 
-    def __init__(self, name, weights, dim, preprocess, module, forward, device):
+    def __init__(self, name, weights, dim, preprocess, module, forward, device, *, precision="fp32",
+                 channels_last=False):
         self.name = name
         self.weights = weights
         self.dim = int(dim)
         self.preprocess = preprocess
         self.module = module
         self.device = device
+        self.precision = precision
+        self.channels_last = bool(channels_last)
         self._forward = forward
 
-    def encode(self, batch):
-        """Embed a batch (B×3×H×W float tensor); returns a (B, dim) float32 tensor on the CPU."""
+    def encode(self, batch, precision=None):
+        """Embed a batch (B×3×H×W float tensor); returns a (B, dim) float32 tensor on the CPU.
+
+        ``precision`` (``"fp32"`` or ``"bf16"``, default :attr:`precision`):
+        bf16 runs the model under ``torch.autocast``; the features come back
+        as float32 either way.
+        """
         if self.module.training:
             self.module.eval()
-        with torch.inference_mode():
-            out = self._forward(batch.to(self.device, non_blocking=True))
+        precision = precision or self.precision
+        batch = batch.to(self.device, non_blocking=True)
+        if self.channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16"
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            out = self._forward(batch)
         return out.float().cpu()
 
     def __repr__(self):
-        return f"Encoder(name={self.name!r}, weights={self.weights!r}, dim={self.dim}, device={str(self.device)!r})"
+        return (f"Encoder(name={self.name!r}, weights={self.weights!r}, dim={self.dim}, device={str(self.device)!r}, "
+                f"precision={self.precision!r})")
 
 
-def load_encoder(model=DEFAULT_MODEL, pretrained=None, device="auto"):
+def load_encoder(model=DEFAULT_MODEL, pretrained=None, device="auto", precision="auto"):
     """Load an :class:`Encoder`.
 
     ``model`` is ``"efficientnet-lite0"`` (offline, the default) or a name from
     ``open_clip.list_models()``; for open_clip models ``pretrained`` is a
     pretrained tag or a local checkpoint path (required).  ``device`` is
     ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
-    or ``"mps"``.
+    or ``"mps"``.  ``precision`` is ``"auto"`` (bf16 autocast where the device
+    computes bf16 natively, else fp32), ``"fp32"`` or ``"bf16"``; see
+    :mod:`.precision`.
 
-    Raises :class:`InputError` for an unknown model or tag, a missing
+    Raises :class:`InputError` for an unknown model or tag, an explicit bf16
+    the device cannot compute natively, a missing
     checkpoint file or one that does not fit the model, and
     :class:`ActiveFTError` when weights must be downloaded but the network
     cannot be reached, or a package is missing.
     """
-    return load_resolved_encoder(resolve_model(model, pretrained), device)
+    from ..devices import resolve_device
+
+    check_precision(precision)
+    spec = resolve_model(model, pretrained)
+    dev = resolve_device(device)
+    return load_resolved_encoder(spec, dev, resolve_precision(precision, dev))
 
 
-def load_resolved_encoder(spec, device):
+def load_resolved_encoder(spec, device, precision="fp32"):
+    """Load the encoder ``spec`` names on ``device`` (resolved), to run in ``precision`` (resolved)."""
     from ..devices import resolve_device
 
     dev = resolve_device(device)
-    if spec.kind == "effnet":
-        return _load_effnet(spec, dev)
-    return _load_open_clip(spec, dev)
+    encoder = _load_effnet(spec, dev) if spec.kind == "effnet" else _load_open_clip(spec, dev)
+    encoder.precision = precision
+    return encoder
 
 
 def _effnet_preprocess(image):
@@ -111,12 +140,18 @@ def _load_effnet(spec, device):
         raise InputError(
             f"cannot load {DEFAULT_MODEL} weights from {spec.source}: {type(exc).__name__}: {short_error(exc)}"
         ) from None
+    # Convolutions on the CPU run ~1.4x faster channels-last, in fp32 and more so in bf16 (bench/RESULTS.md,
+    # 2026-12-01, on AMD and as issue #28 measured on Intel); on GPUs it is not measured, so left as it was.
+    channels_last = device.type == "cpu"
     net.eval().to(device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
 
     def forward(x):
         return net.extract_features(x).mean(dim=(2, 3))
 
-    return Encoder(DEFAULT_MODEL, spec.weights, _EFFNET_DIM, _effnet_preprocess, net, forward, device)
+    return Encoder(DEFAULT_MODEL, spec.weights, _EFFNET_DIM, _effnet_preprocess, net, forward, device,
+                   channels_last=channels_last)
 
 
 #: Where the readers of weight files live: an error raised in them means the file itself could not be read.

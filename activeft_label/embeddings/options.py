@@ -23,6 +23,10 @@ class EmbeddingOptions:
     cache_dir : str, None or False
         Where embeddings are cached (None: the default folder); ``False``
         neither reads nor writes the cache.
+    precision : {"auto", "fp32", "bf16"}, default="auto"
+        The encoder's number format: ``auto`` is bf16 autocast where the
+        device computes bf16 natively, else fp32 (see
+        :mod:`activeft_label.embeddings.precision`).
     """
 
     model: str = DEFAULT_MODEL
@@ -30,6 +34,7 @@ class EmbeddingOptions:
     batch_size: int = 32
     num_workers: Optional[int] = None
     cache_dir: Union[str, None, bool] = None
+    precision: str = "auto"
 
     def as_kwargs(self):
         """Keyword arguments of :func:`activeft_label.embed_images` and the connectors' embedding functions."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..budget import parse_budget
 from ..errors import InputError
-from ..selection import METHODS, check_features, select, unit_rows
+from ..selection import ACTIVEFT_METHODS, METHODS, check_features, select, unit_rows
 
 
 @dataclass
@@ -60,9 +60,11 @@ def run_trials(features, labels, test_features, test_labels, budgets, methods=ME
     methods : list of str
     seeds : list of int
     probe_c : float, regularisation of the logistic regression
-    method_params : dict of method name -> dict of extra select() parameters
+    method_params : dict of method name -> dict of extra select() parameters (e.g. ``{"bilaf": {"cores": 50}}``)
     progress : callable(str) or None, told about each finished trial
     center : bool, passed to :func:`select` for every method (the probe always sees the features as given)
+    **select_kwargs : further :func:`select` arguments (``iterations``, ``loss``, ``device``, ...), for the methods
+        that run ActiveFT (``activeft``, and ``bilaf`` for its core stage) only
 
     Returns
     -------
@@ -97,7 +99,7 @@ def run_trials(features, labels, test_features, test_labels, budgets, methods=ME
         for method in methods:
             for seed in seeds:
                 started = time.perf_counter()
-                extra = dict(select_kwargs) if method == "activeft" else {}
+                extra = dict(select_kwargs) if method in ACTIVEFT_METHODS else {}   # bilaf: its core stage
                 extra.update(method_params.get(method, {}))
                 result = select(features, count, method, seed=seed, center=center, **extra)
                 seconds = time.perf_counter() - started

@@ -24,6 +24,7 @@ class Pool:
     source_index : np.ndarray (N,), each row's position in the source listing
     skipped : list of (path, reason), items (and subfolders of a folder) that could not be read
     cached : int, rows that came from the embeddings cache
+    precision : str, the number format the encoder ran in ("fp32", "bf16"; "" for a features file)
     """
 
     features: np.ndarray
@@ -32,6 +33,7 @@ class Pool:
     source_index: np.ndarray = None
     skipped: list = field(default_factory=list)
     cached: int = 0
+    precision: str = ""
 
     def __len__(self):
         return int(self.features.shape[0])
@@ -56,8 +58,8 @@ class Pool:
 
 
 def load_pool(source, *, model=None, pretrained=None, device="auto", batch_size=32, num_workers=None,
-              cache_dir=None, progress=True):
-    """Read a features file, or list and embed the images of a folder or list file."""
+              cache_dir=None, progress=True, precision="auto"):
+    """Read a features file, or list and embed the images of a folder or list file (in ``precision``)."""
     from .sources import is_features_file, list_images, load_features
 
     source = os.fspath(source)
@@ -70,7 +72,8 @@ def load_pool(source, *, model=None, pretrained=None, device="auto", batch_size=
     unlisted = []
     paths = list_images(source, skipped=unlisted)
     embedded = embed_images(paths, model=model or DEFAULT_MODEL, pretrained=pretrained, batch_size=batch_size,
-                            num_workers=num_workers, device=device, cache_dir=cache_dir, progress=progress)
+                            num_workers=num_workers, device=device, cache_dir=cache_dir, progress=progress,
+                            precision=precision)
     if embedded.features.shape[0] == 0:
         raise InputError(f"none of the {len(paths)} images under {source!r} could be read "
                          f"(first problem: {embedded.skipped[0][0]}: {embedded.skipped[0][1]})")
@@ -79,4 +82,5 @@ def load_pool(source, *, model=None, pretrained=None, device="auto", batch_size=
     kept_paths = [os.path.abspath(paths[i]) for i in kept]
     ids = [os.path.relpath(p, base) if base else p for p in kept_paths]
     return Pool(features=embedded.features, ids=ids, paths=kept_paths, source_index=kept,
-                skipped=unlisted + list(embedded.skipped), cached=int(embedded.cached))
+                skipped=unlisted + list(embedded.skipped), cached=int(embedded.cached),
+                precision=embedded.precision)

@@ -24,9 +24,24 @@ The nearest centroids are found in chunks under a memory budget, the
 gradients formed directly (the M×M centroid terms too: they are symmetric, so
 only the blocks of their upper triangle are computed, each serving its mirror
 image as well), and the gradient taken through the normalisation θ/‖θ‖ as the released code does
-(for unit θ this projects it on the sphere's tangent plane).  Adam steps, then
-θ is renormalised.  ``tests/test_activeft.py`` checks these gradients against
-plain autograd on the dense loss.
+(for unit θ this projects it on the sphere's tangent plane).
+
+Two updates of θ (``update``), for either loss form:
+
+``projected`` (default)
+    θ is kept on the sphere: the gradient at unit θ is projected on the tangent
+    plane, Adam steps, then θ is renormalised (Algorithm 1 of the paper).
+``released`` (the authors' released code, exactly)
+    θ is a raw, unconstrained parameter; the loss is computed on u = θ/‖θ‖
+    (θ̄ = u without gradient in R), and Adam steps on θ itself, which is never
+    renormalised.  The chain rule through the normalisation gives
+    ∂J/∂θ_j = (I − u_j u_jᵀ) ∂J/∂u_j / ‖θ_j‖: the same tangent projection,
+    divided by the current norm (Adam's per-coordinate scaling then makes the
+    two trajectories differ as the norms drift from 1).
+
+``tests/unit/test_activeft.py`` checks these gradients against plain autograd on
+the dense loss; ``tests/unit/test_released_update.py`` checks the released
+update's gradient (raw θ) against autograd and finite differences in float64.
 """
 
 import math
@@ -34,7 +49,7 @@ import math
 import numpy as np
 import torch
 
-from . import LOSS_FORMS
+from . import LOSS_FORMS, UPDATE_FORMS
 from ._common import DEFAULT_MEMORY_BUDGET, nearest, rows_per_chunk, unique_nearest
 from .assign import BoundedAssigner, DenseAssigner
 
@@ -60,6 +75,7 @@ def optimize_centroids(
     minibatch=None,
     progress=None,
     stats=None,
+    update="projected",
 ):
     """Run the ActiveFT optimisation and return the final centroids.
 
@@ -97,14 +113,21 @@ def optimize_centroids(
     stats : dict or None
         Filled with the assigner's work counters (rows kept by the bounds, rows rechecked,
         similarities computed).
+    update : {"projected", "released"}, default="projected"
+        ``projected``: θ renormalised after every Adam step (Algorithm 1);
+        ``released``: θ a raw parameter, normalised only inside the loss, as
+        the authors' released code does (see the module docstring).
 
     Returns
     -------
-    theta : Tensor (B, C), unit rows
+    theta : Tensor (B, C), unit rows (θ/‖θ‖ for the ``released`` update)
     history : list of float, the loss before each step (length ``iterations``)
     """
     if loss not in LOSS_FORMS:
         raise ValueError(f"loss must be one of {LOSS_FORMS}, got {loss!r}")
+    if update not in UPDATE_FORMS:
+        raise ValueError(f"update must be one of {UPDATE_FORMS}, got {update!r}")
+    raw = update == "released"
     device = points.device
     fixed = _as_index(fixed, device)
     anchors = points[fixed]
@@ -124,7 +147,8 @@ def optimize_centroids(
     history = []
     for step in range(iterations):
         with torch.no_grad():
-            centers = torch.cat([theta.detach(), anchors]) if anchors.numel() else theta.detach()
+            unit, norms = unit_centroids(theta.detach(), raw)
+            centers = torch.cat([unit, anchors]) if anchors.numel() else unit
             if sampled:
                 rows = torch.randperm(n, generator=generator)[: int(minibatch)].to(device)
                 batch = points[rows]
@@ -133,18 +157,63 @@ def optimize_centroids(
                 batch = points
                 assign, sim = assigner(centers)
             value, grad = grad_fn(batch, centers, assign, sim, budget, temperature, balance, memory_budget)
-            # Gradient through θ/‖θ‖ at unit norm: drop the radial part.
-            grad -= (grad * centers[:budget]).sum(dim=1, keepdim=True) * centers[:budget]
+            grad = through_normalisation(grad, unit, norms)
         theta.grad = grad
         optimizer.step()
-        with torch.no_grad():
-            theta.copy_(torch.nn.functional.normalize(theta, dim=1))
+        if not raw:
+            with torch.no_grad():
+                theta.copy_(torch.nn.functional.normalize(theta, dim=1))
         history.append(value)
         if progress is not None:
             progress(step, value)
     if stats is not None and assigner is not None:
         stats.update(assigner.stats)
+    if raw:
+        return torch.nn.functional.normalize(theta.detach(), dim=1), history
     return theta.detach(), history
+
+
+def unit_centroids(theta, raw):
+    """(θ/‖θ‖, ‖θ‖) for the ``released`` update (``raw``); (θ, None) for unit θ kept on the sphere."""
+    if not raw:
+        return theta, None
+    norms = torch.linalg.vector_norm(theta, dim=1, keepdim=True)
+    return theta / norms, norms
+
+
+def through_normalisation(grad, unit, norms=None):
+    """Gradient with respect to θ from the gradient with respect to u = θ/‖θ‖: (I − u uᵀ) g / ‖θ‖.
+
+    ``norms`` None: θ is unit (the ``projected`` update), only the radial part is dropped.  Modifies
+    ``grad`` in place and returns it.
+    """
+    grad -= (grad * unit).sum(dim=1, keepdim=True) * unit
+    if norms is not None:
+        grad /= norms
+    return grad
+
+
+def loss_and_gradient(points, theta, fixed=None, loss="released", temperature=0.07, balance=1.0,
+                      update="projected", memory_budget=DEFAULT_MEMORY_BUDGET):
+    """The loss at ``theta`` and its gradient with respect to ``theta``, as one optimisation step forms them.
+
+    ``theta`` (B, C) is the optimised parameter: unit rows for the ``projected`` update, raw rows for the
+    ``released`` one (the loss is then computed on θ/‖θ‖).  Every sample is compared with every centroid
+    (the dense assignment).  For tests and for inspecting a step; returns ``(value, grad)``.
+    """
+    if loss not in LOSS_FORMS:
+        raise ValueError(f"loss must be one of {LOSS_FORMS}, got {loss!r}")
+    if update not in UPDATE_FORMS:
+        raise ValueError(f"update must be one of {UPDATE_FORMS}, got {update!r}")
+    grad_fn = _released_gradient if loss == "released" else _paper_gradient
+    fixed = _as_index(fixed, points.device)
+    budget = theta.shape[0]
+    with torch.no_grad():
+        unit, norms = unit_centroids(theta.detach(), update == "released")
+        centers = torch.cat([unit, points[fixed]]) if fixed.numel() else unit
+        assign, sim = DenseAssigner(points, memory_budget)(centers)
+        value, grad = grad_fn(points, centers, assign, sim, budget, temperature, balance, memory_budget)
+        return value, through_normalisation(grad, unit, norms)
 
 
 def initial_centroids(points, budget, fixed, seed, memory_budget=DEFAULT_MEMORY_BUDGET):

@@ -9,10 +9,11 @@ import torch
 
 from ..budget import parse_budget
 from ..errors import InputError
-from . import DEFAULT_LOSS, LOSS_FORMS, METHODS
+from . import DEFAULT_LOSS, DEFAULT_UPDATE, LOSS_FORMS, METHODS, UPDATE_FORMS
 from ..devices import resolve_device, threads_for
 from ._common import DEFAULT_MEMORY_BUDGET, check_features, coverage_distance, nearest, normalize
 from .activeft import centroids_to_samples, loss_value, optimize_centroids
+from .bilaf import PARAMS as BILAF_PARAMS, check_params as check_bilaf_params, select_bilaf
 from .ranking import priority_order
 from .result import SelectionResult
 
@@ -26,6 +27,7 @@ def select(
     *,
     fixed=None,
     loss=DEFAULT_LOSS,
+    update=DEFAULT_UPDATE,
     temperature=0.07,
     lr=1e-3,
     iterations=300,
@@ -45,19 +47,27 @@ def select(
     budget : int or str
         A count (``300``) or a percentage of the pool (``"1%"``).
     method : str, default="activeft"
-        ``"activeft"`` or a baseline: ``"random"``, ``"kmeans"``, ``"coreset"``,
-        ``"probcover"``, ``"typiclust"``.
+        ``"activeft"``, ``"bilaf"`` (ActiveFT core samples plus boundary
+        samples, Lu et al., NeurIPS 2024: see :mod:`.bilaf`) or a baseline:
+        ``"random"``, ``"kmeans"``, ``"coreset"``, ``"probcover"``, ``"typiclust"``.
     fixed : sequence of int, optional
         Rows already labeled (earlier rounds).  They act as fixed centroids,
         so the new picks cover what they do not, and are never selected.
+        For ``bilaf`` they are also cores of their own clusters, counted as
+        those clusters' picks.
     loss : {"released", "paper"}, default="released"
-        ActiveFT loss form (see :mod:`.activeft`).
+        ActiveFT loss form (see :mod:`.activeft`); for ``bilaf``, of its core stage.
+    update : {"projected", "released"}, default="projected"
+        How ActiveFT (and BiLAF's core stage) updates θ, for either loss form:
+        ``"projected"`` renormalises θ after every Adam step (Algorithm 1 of
+        the paper); ``"released"`` keeps θ a raw parameter normalised only
+        inside the loss, exactly as the authors' released code does.
     temperature : float, default=0.07
         τ of the ActiveFT loss.
     lr : float, default=1e-3
         Adam learning rate.
     iterations : int, default=300
-        Adam steps.
+        Adam steps (for ``bilaf``: of the core stage).
     seed : int, default=0
         Seed of every random choice: same seed and device give the same selection.
     device : str, default="auto"
@@ -77,29 +87,50 @@ def select(
         ActiveFT: ``balance`` (λ, default 1: the weight of R in the released
         form, of the diversity term in the paper form) and
         ``minibatch`` (rows per step; approximate, for pools of millions: see
-        :func:`.activeft.optimize_centroids`).
+        :func:`.activeft.optimize_centroids`).  ``bilaf`` takes ``balance``
+        and ``minibatch`` for its core stage, and:
+
+        ``cores`` : int, float or str, default None
+            K, the core samples chosen by ActiveFT: a count (``50``), a
+            fraction of the pool in (0, 1) (``0.005``) or a percentage
+            (``"0.5%"``, rounded half up).  None: min(⌈0.5% of N⌉ − F, ⌊B/2⌋),
+            at least 0, and at least 2 clusters (cores plus fixed rows) where
+            B allows (the paper: 0.1% on CIFAR-10, 0.5% on CIFAR-100 and
+            ImageNet).  ``budget`` must be at least ``cores``; 0 is allowed
+            with ``fixed`` rows (they are then the only cores).
+        ``k_neighbors`` : int, default 10
+            k of the denoising: a member's density is its mean distance to its
+            k nearest members already included.
+        ``p_in`` : float in (0, 1], default 0.1
+            Share of the remaining members added per denoising round.
+        ``p_rm`` : float in [0, 1), default 0.1
+            Share of each cluster (the last added) dropped as outliers.
+        ``delta`` : float ≥ 1, default 1.1
+            δ, the penalty δ^t on an opponent cluster already used t times.
 
     Returns
     -------
     SelectionResult
+        For ``bilaf``, ``loss`` and ``loss_history`` are those of the core
+        stage's ActiveFT run (None and empty without new cores).
     """
     started = time.perf_counter()
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     if loss not in LOSS_FORMS:
         raise InputError(f"unknown loss form {loss!r}; choose one of: {', '.join(LOSS_FORMS)}")
+    if update not in UPDATE_FORMS:
+        raise InputError(f"unknown update {update!r}; choose one of: {', '.join(UPDATE_FORMS)}")
     _check_positive("temperature", temperature)
     _check_positive("lr", lr)
     if not isinstance(iterations, numbers.Integral) or iterations < 0:
         raise InputError(f"iterations must be a whole number >= 0, got {iterations!r}")
     if not isinstance(seed, numbers.Integral) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
-    if method != "activeft" and method_params.keys() - _baseline_params(method):
-        unknown = ", ".join(sorted(method_params.keys() - _baseline_params(method)))
+    accepted = _method_params(method)
+    if method_params.keys() - accepted:
+        unknown = ", ".join(sorted(method_params.keys() - accepted))
         raise InputError(f"method {method!r} has no parameter(s) {unknown}")
-    if method == "activeft" and method_params.keys() - {"balance", "minibatch"}:
-        unknown = ", ".join(sorted(method_params.keys() - {"balance", "minibatch"}))
-        raise InputError(f"method 'activeft' has no parameter(s) {unknown}")
 
     array = check_features(features)
     n = array.shape[0]
@@ -114,13 +145,16 @@ def select(
 
     params = {"method": method, "budget": count, "seed": int(seed), "device": str(dev), "fixed": int(fixed_idx.size),
               "center": center}
-    if method == "activeft":  # checked before any work
+    if method in ("activeft", "bilaf"):  # checked before any work
         _check_activeft_params(method_params, n)
+    if method == "bilaf":
+        method_params = dict(method_params, **check_bilaf_params(
+            {k: v for k, v in method_params.items() if k in BILAF_PARAMS}, n, count, fixed_idx.size))
     step_work = float(n) * (count + fixed_idx.size) * array.shape[1]
     with threads_for(dev, step_work):        # one thread for small CPU problems, in the command line's process only
         indices, picked, ranks, sizes, coverage, loss_final, history = _run(
             method, points, count, fixed_t, fixed_idx, params, loss, temperature, lr, iterations, seed,
-            memory_budget, progress, method_params)
+            memory_budget, progress, method_params, update)
     return SelectionResult(
         method=method, indices=indices, ranks=ranks, cluster_sizes=sizes, coverage=coverage,
         loss=loss_final, loss_history=list(history), seed=int(seed), params=params,
@@ -138,21 +172,22 @@ def _check_activeft_params(method_params, n):
 
 
 def _run(method, points, count, fixed_t, fixed_idx, params, loss, temperature, lr, iterations, seed,
-         memory_budget, progress, method_params):
+         memory_budget, progress, method_params, update=DEFAULT_UPDATE):
     """The selection itself: (indices, picked, ranks, sizes, coverage, final loss, loss history)."""
     n = points.shape[0]
     loss_final, history = None, []
-    if method == "activeft":
+    if method in ("activeft", "bilaf"):
         balance, minibatch = _check_activeft_params(method_params, n)
-        params.update(loss=loss, temperature=float(temperature), lr=float(lr), iterations=int(iterations),
-                      balance=balance)
+        params.update(loss=loss, update=update, temperature=float(temperature), lr=float(lr),
+                      iterations=int(iterations), balance=balance)
         if minibatch is not None:
             params["minibatch"] = minibatch
+    if method == "activeft":
         bar = _progress_bar(progress, iterations, "ActiveFT")
         theta, history = optimize_centroids(
             points, count, fixed=fixed_t, loss=loss, temperature=temperature, lr=lr, iterations=iterations,
             balance=balance, seed=seed, memory_budget=memory_budget,
-            minibatch=minibatch,
+            minibatch=minibatch, update=update,
             progress=(lambda step, value: (bar.update(1), bar.set_postfix(loss=f"{value:.4f}"))) if bar else None,
         )
         if bar:
@@ -160,6 +195,19 @@ def _run(method, points, count, fixed_t, fixed_idx, params, loss, temperature, l
         centers = torch.cat([theta, points[fixed_t]]) if fixed_idx.size else theta
         loss_final = loss_value(points, centers, count, loss, temperature, balance, memory_budget)
         picked = centroids_to_samples(points, theta, fixed=fixed_t, memory_budget=memory_budget)
+    elif method == "bilaf":
+        own = {k: method_params[k] for k in BILAF_PARAMS}
+        params.update(own)
+        bar = _progress_bar(progress, iterations if own["cores"] else 0, "ActiveFT")
+        found = select_bilaf(
+            points, count, fixed=fixed_t, seed=int(seed), memory_budget=memory_budget, loss=loss,
+            temperature=temperature, lr=lr, iterations=iterations, balance=balance, update=update,
+            minibatch=minibatch, **own,
+            progress=(lambda step, value: (bar.update(1), bar.set_postfix(loss=f"{value:.4f}"))) if bar else None,
+        )
+        if bar:
+            bar.close()
+        picked, history, loss_final = found.picks, found.history, found.loss
     else:
         from .baselines import BASELINES
 
@@ -212,7 +260,12 @@ def _check_fixed(fixed, n):
     return np.unique(array.astype(np.int64))
 
 
-def _baseline_params(method):
+def _method_params(method):
+    """The keyword parameters ``method`` takes beyond select()'s own."""
+    if method == "activeft":
+        return {"balance", "minibatch"}
+    if method == "bilaf":
+        return {"balance", "minibatch", *BILAF_PARAMS}
     return {"probcover": {"delta"}, "typiclust": {"k_neighbors"}}.get(method, set())
 
 

@@ -19,7 +19,7 @@ def progress_reporter(progress):
 
 
 def pull(collection, *, embeddings_field=None, model=None, pretrained=None, exclude_labeled=None, device="auto",
-         batch_size=32, num_workers=None, cache_dir=None, progress=False):
+         batch_size=32, num_workers=None, cache_dir=None, progress=False, precision="auto"):
     """Read the target's samples and their embeddings.
 
     Parameters
@@ -37,7 +37,7 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
     exclude_labeled : str or list of str, optional
         Field names or ``"tag:NAME"``: samples that have a value in the field
         or carry the tag become fixed rows (already labeled).
-    device, batch_size, num_workers, cache_dir
+    device, batch_size, num_workers, cache_dir, precision
         Passed to :func:`activeft_label.embeddings.embed_images`.
     progress : bool or callable, default=False
         ``True`` shows progress bars on stderr; a callable is called as
@@ -72,24 +72,25 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
 
     model = model or DEFAULT_MODEL
     ids, paths = collection.values(["id", "filepath"])
-    options = dict(batch_size=batch_size, num_workers=num_workers, device=device, cache_dir=cache_dir)
+    options = dict(batch_size=batch_size, num_workers=num_workers, device=device, cache_dir=cache_dir,
+                   precision=precision)
     if callable(progress):
         # Embed in chunks to report progress; load the encoder once, and only when the cache does not have it all.
         chunk = max(PROGRESS_CHUNK, math.ceil(n / 50))
         encoder, parts, kept, skipped, cached = None, [], [], [], 0
-        name, weights = model, pretrained
+        name, weights, used = model, pretrained, None
         with large_blocks_stay_in_heap():           # one heap setting for all chunks, not one per call
             for start in range(0, n, chunk):
                 report(start / n, f"embedding images ({start} of {n})")
                 part = embed_images(paths[start:start + chunk], model=encoder or model,
                                     pretrained=None if encoder else pretrained, progress=False, **options)
                 if encoder is None and part.embedded > 0 and start + chunk < n:
-                    encoder = load_encoder(model, pretrained, device=device)
+                    encoder = load_encoder(model, pretrained, device=device, precision=part.precision)
                 parts.append(part.features)
                 kept.extend((np.asarray(part.kept) + start).tolist())
                 skipped.extend(part.skipped)
                 cached += part.cached
-                name, weights = part.model, part.weights
+                name, weights, used = part.model, part.weights, part.precision
         report(1.0, f"embedded {n} images")
         dims = {p.shape[1] for p in parts if p.shape[0]}
         features = (np.concatenate([p for p in parts if p.shape[0]]) if dims
@@ -98,7 +99,7 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
     else:
         embedded = embed_images(paths, model=model, pretrained=pretrained, progress=bool(progress), **options)
         features, kept, skipped = embedded.features, np.asarray(embedded.kept, dtype=np.int64), embedded.skipped
-        cached, name, weights = embedded.cached, embedded.model, embedded.weights
+        cached, name, weights, used = embedded.cached, embedded.model, embedded.weights, embedded.precision
 
     skipped_set = set(range(n)) - set(kept.tolist())
     reasons = {path: reason for path, reason in skipped}
@@ -110,5 +111,6 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
     fixed = np.flatnonzero(labeled[kept]).astype(np.int64)
     return FiftyOnePool(sample_ids=[ids[i] for i in kept], filepaths=[paths[i] for i in kept],
                         features=np.ascontiguousarray(features, dtype=np.float32), fixed=fixed,
-                        skipped=skipped_rows, target_size=n, embeddings=str(name), embeddings_field=None,
-                        model=str(name), weights=str(weights), cached=int(cached))
+                        skipped=skipped_rows, target_size=n,
+                        embeddings=f"{name} ({used})" if used else str(name), embeddings_field=None,
+                        model=str(name), weights=str(weights), cached=int(cached), precision=used)

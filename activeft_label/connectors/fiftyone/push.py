@@ -204,6 +204,7 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
         "saved_view": run_name, "target_size": int(pool.target_size), "pool_size": len(pool),
         "fixed": int(len(fixed_ids)), "skipped": len(pool.skipped), "embeddings": pool.embeddings,
         "embeddings_field": pool.embeddings_field, "model": pool.model, "weights": pool.weights,
+        "precision": pool.precision,
         "coverage": float(result.coverage), "params": params, "elapsed_s": round(float(result.elapsed), 3),
         "rank_offset": rank_offset,
     }

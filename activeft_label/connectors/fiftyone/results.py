@@ -34,6 +34,9 @@ class FiftyOnePool:
         The encoder used, when features were computed.
     cached : int
         Rows that came from the embeddings cache.
+    precision : str or None
+        The encoder's number format (``"fp32"``, ``"bf16"``), when features
+        were computed.
     """
 
     sample_ids: list
@@ -47,6 +50,7 @@ class FiftyOnePool:
     model: str = None
     weights: str = None
     cached: int = 0
+    precision: str = None
 
     def __len__(self):
         return len(self.sample_ids)

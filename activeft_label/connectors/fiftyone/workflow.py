@@ -13,7 +13,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
                    store_embeddings=None, exclude_labeled=None, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD,
                    run_name=DEFAULT_RUN_NAME, loss=None, temperature=0.07, lr=1e-3, iterations=300, seed=0,
                    center=False, device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False,
-                   rank_offset=0, extra=None, replace=False):
+                   rank_offset=0, extra=None, replace=False, precision="auto", cores=None, update=None):
     """Select samples of a dataset or view to annotate, and write the selection back.
 
     Parameters
@@ -36,9 +36,11 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
         labeled: never selected, and the new picks cover what they do not.
     tag, rank_field, run_name : str
         See :func:`push`.
-    loss, temperature, lr, iterations, seed, center, device
-        Passed to :func:`activeft_label.select`.
-    batch_size, num_workers, cache_dir
+    loss, temperature, lr, iterations, seed, center, device, cores, update
+        Passed to :func:`activeft_label.select` (``loss`` to ``update``: for
+        the methods that run ActiveFT, ``activeft`` and ``bilaf``'s core
+        stage; ``cores``: bilaf only).
+    batch_size, num_workers, cache_dir, precision
         Passed to :func:`activeft_label.embeddings.embed_images`.
     progress : bool or callable, default=False
         ``True`` shows progress bars; a callable gets ``(fraction, message)``.
@@ -60,7 +62,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
         For anything the caller can fix (empty view, bad budget, bad
         embeddings field, unreadable images, bad names); nothing is written.
     """
-    from ...selection import DEFAULT_LOSS
+    from ...selection import ACTIVEFT_METHODS, DEFAULT_LOSS
     from ...selection import select as run_selection
 
     started = time.perf_counter()
@@ -77,7 +79,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
     report(0.0, "reading samples")
     pool = pull(collection, embeddings_field=embeddings_field, model=model, pretrained=pretrained,
                 exclude_labeled=exclude_labeled, device=device, batch_size=batch_size, num_workers=num_workers,
-                cache_dir=cache_dir,
+                cache_dir=cache_dir, precision=precision,
                 progress=(lambda f, m: report(0.05 + 0.75 * f, m)) if callable(progress) else progress)
     available = len(pool) - pool.fixed.size
     if count > available:
@@ -89,7 +91,11 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
 
     report(0.8, f"selecting {count} of {len(pool)} samples with {method}")
     options = dict(temperature=temperature, lr=lr, iterations=iterations, loss=loss or DEFAULT_LOSS) \
-        if method == "activeft" else {}
+        if method in ACTIVEFT_METHODS else {}
+    if update is not None:
+        options["update"] = update
+    if cores is not None:
+        options["cores"] = cores
     result = run_selection(pool.features, count, method, fixed=pool.fixed if pool.fixed.size else None, seed=seed,
                            center=center, device=device, progress=progress is True, **options)
 

@@ -161,6 +161,8 @@ class LabelStudioPool:
         Feature rows of tasks that already have annotations.
     skipped : list of (int, str)
         ``(task id, reason)`` of the tasks left out (no image, broken reference, unreadable image).
+    precision : str or None
+        The encoder's number format (``"fp32"``, ``"bf16"``).
     """
 
     project: dict
@@ -172,6 +174,7 @@ class LabelStudioPool:
     refs: list
     labeled: np.ndarray
     skipped: list = field(default_factory=list)
+    precision: str = None
 
     def __len__(self):
         return int(self.features.shape[0])
@@ -188,7 +191,7 @@ def stable_id(project_id, task):
 
 
 def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, device="auto", batch_size=32,
-                num_workers=None, cache_dir=None, download_workers=8, progress=True):
+                num_workers=None, cache_dir=None, download_workers=8, progress=True, precision="auto"):
     """Fetch each task's image, embed it, and return a :class:`LabelStudioPool`.
 
     Image references may be uploaded files (``/data/upload/...``), local
@@ -238,10 +241,12 @@ def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, dev
         fetched.sort()
         features = np.zeros((0, 0), dtype=np.float32)
         kept_positions = []
+        used = None
         if fetched:
             embedded = embed_images([path for _, path in fetched], model=model or DEFAULT_MODEL, pretrained=pretrained,
                                     batch_size=batch_size, num_workers=num_workers, device=device,
-                                    cache_dir=cache_dir, progress=progress)
+                                    cache_dir=cache_dir, progress=progress, precision=precision)
+            used = embedded.precision
             features = embedded.features
             kept_positions = [fetched[i][0] for i in embedded.kept]
             by_path = {path: pos for pos, path in fetched}
@@ -262,7 +267,7 @@ def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, dev
     return LabelStudioPool(project=project, tasks=list(tasks), image_field=field, features=features, rows=rows,
                            ids=[stable_id(project["id"], tasks[pos]) for pos in kept_positions],
                            refs=[tasks[pos]["data"][field] for pos in kept_positions], labeled=labeled,
-                           skipped=skipped)
+                           skipped=skipped, precision=used)
 
 
 def _short_ref(ref, limit=80):
