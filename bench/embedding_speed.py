@@ -8,8 +8,11 @@ which every command enters for its own process); ``off`` has one speed-up remove
 * ``heap`` (default): ``activeft_label.embeddings.heap.large_blocks_stay_in_heap`` replaced by a no-op
   (glibc's default mmap and trim behaviour). Images: the demo's Fashion-MNIST sample (or scikit-learn's
   digits), written as PNG files.
-* ``precision``: ``--precision auto`` (on) against ``--precision fp32`` (off), both channels_last where the
-  encoder is convolutional (the product's layout either way). Images: as for ``heap``.
+* ``precision``: ``--precision bf16`` (on) against ``--precision fp32`` (off, the default ``auto``), both
+  channels_last where the encoder is convolutional (the product's layout either way). Needs a CPU with bf16
+  instructions. Images: as for ``heap``.
+* ``layout``: the product (EfficientNet-Lite0 channels_last on the CPU) against the module and its batches
+  left contiguous (NCHW), both fp32. Images: as for ``heap``.
 * ``library``: the command line's path against a library call (``embed_images`` from Python, the connectors,
   the FiftyOne App's operators), which leaves process-wide state alone: no ``process_tuning`` block, so glibc's
   thresholds stay as they were. Images: as for ``heap``.
@@ -28,6 +31,7 @@ weights, and pretrained tags need a download.
     python bench/embedding_speed.py --compare decoding --images 256 --models efficientnet-lite0
     python bench/embedding_speed.py --compare library --images 320 --models efficientnet-lite0
     python bench/embedding_speed.py --compare precision --images 1280
+    python bench/embedding_speed.py --compare layout --images 1280 --models efficientnet-lite0
 """
 
 import argparse
@@ -58,10 +62,13 @@ DESCRIPTIONS = {
     "decoding": ("Embedding speed on the CPU: large JPEGs decoded at a reduced scale",
                  "`on` = the product (JPEGs decoded at the largest libjpeg reduction that keeps the shorter side "
                  "≥ twice the encoder's input, `embeddings/images.py`); `off` = every JPEG decoded in full."),
-    "precision": ("Embedding speed on the CPU: precision auto against fp32",
-                  "`on` = `precision=\"auto\"` (bf16 autocast where the CPU reports avx512_bf16 or amx_bf16, "
-                  "else fp32); `off` = `precision=\"fp32\"`. Both inside `devices.process_tuning`, as the command "
-                  "line runs."),
+    "precision": ("Embedding speed on the CPU: bf16 against fp32",
+                  "`on` = `precision=\"bf16\"` (autocast; this CPU reports avx512_bf16); `off` = "
+                  "`precision=\"fp32\"` (what the default `auto` means). Both inside `devices.process_tuning`, "
+                  "as the command line runs, channels_last for the convolutional encoder."),
+    "layout": ("Embedding speed on the CPU: channels_last against contiguous",
+               "`on` = the product (EfficientNet-Lite0 and its batches channels_last on the CPU); `off` = both "
+               "left contiguous (NCHW). fp32, inside `devices.process_tuning`."),
     "library": ("Embedding speed on the CPU: the command line against a library call",
                 "`on` = the `activeft` command line's path (inside `devices.process_tuning`, which every command "
                 "enters for its own process: `embeddings/heap.py` raises glibc's thresholds around the batches); "
@@ -78,8 +85,13 @@ def worker(compare, model, variant, folder, checkpoint, batch_size, workers, fea
         embed.large_blocks_stay_in_heap = lambda enabled=True: contextlib.nullcontext()
     if variant == "off" and compare == "decoding":
         embed.decode_side = lambda preprocess: None
-    precision = "fp32" if variant == "off" and compare == "precision" else "auto"
+    precision = "bf16" if variant == "on" and compare == "precision" else "fp32"
     encoder = load_encoder(model, pretrained=checkpoint or None, device="cpu", precision=precision)
+    if variant == "off" and compare == "layout" and encoder.channels_last:
+        import torch
+
+        encoder.module.to(memory_format=torch.contiguous_format)
+        encoder.channels_last = False
     paths = sorted(os.path.join(folder, name) for name in os.listdir(folder))
     before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = [sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"]
 
 
@@ -39,7 +40,9 @@ class RayCluster:
         self.workers = workers
         self.temp_dir = temp_dir or tempfile.mkdtemp(prefix="activeft-ray-")
         self.nodes = []                                # Popen of each --block process, head first
-        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ADDRESS="")
+        # The workers import activeft_label from this checkout, installed or not.
+        path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ADDRESS="", PYTHONPATH=path)
 
     def _start(self, args, name):
         log = open(os.path.join(self.temp_dir, f"{name}.log"), "w")

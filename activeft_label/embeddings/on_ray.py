@@ -15,9 +15,11 @@ Data one::
 * Actors take a fraction of a CPU (``ACTOR_CPUS``): actors that hold every CPU
   starve the decoding tasks and the job hangs (seen on this project's
   two-node test cluster).
-* Ray Data retries a task whose node died, and restarts a lost actor
-  (``max_restarts``): a node killed mid-job costs its batches' time, not the
-  run.  Rows are stored as they arrive, keyed by file, so a retried batch
+* Ray Data retries a task whose node died and restarts a lost actor, without
+  limit (its defaults, kept here): a node killed mid-job costs its batches'
+  time, not the run; the actors' calls are retried on ``ActorUnavailableError``
+  too, which a node that vanished answers while the cluster has not yet
+  declared it dead.  Rows are stored as they arrive, keyed by file, so a retried batch
   overwrites its own rows and nothing is stored twice; an interrupted job
   keeps every row it stored, and the re-run embeds only the rest.
 * A decode failure comes back as a reason, exactly as in the local path.
@@ -26,7 +28,6 @@ Data one::
 """
 
 import socket
-import sys
 
 import numpy as np
 
@@ -36,8 +37,6 @@ from ..errors import ActiveFTError, InputError
 ACTOR_CPUS = 0.5
 #: Seconds allowed for a TCP connection to the cluster's address before Ray is asked to connect.
 REACH_TIMEOUT = 3.0
-#: How often Ray restarts a lost actor, and retries a task of a lost node.
-RESTARTS = 4
 
 
 def check_address(address):
@@ -156,7 +155,7 @@ def _cluster_nodes(ray):
         return 1
 
 
-def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_size, progress, on_rows):
+def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_size, on_rows):
     """Embed ``todo`` (list of (position, path)) on the cluster at ``address``.
 
     ``spec`` names the encoder (each actor loads it), ``preprocess`` and
@@ -167,13 +166,11 @@ def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_
     opened = connect(address)
     import ray
 
-    from tqdm import tqdm
-
     context = ray.data.DataContext.get_current()
     saved_bars = context.enable_progress_bars
-    context.enable_progress_bars = False        # one bar, ours, counting images
-    bar = tqdm(total=len(todo), desc=f"embedding on Ray ({spec.name})", unit="img", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+    context.enable_progress_bars = False        # one bar, the caller's, counting images
+    saved_retries = context.actor_task_retry_on_errors
+    context.actor_task_retry_on_errors = [ray.exceptions.ActorUnavailableError]
     done = 0
     try:
         gpus = _cluster_gpus(ray)
@@ -183,25 +180,30 @@ def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_
         blocks = max(1, min(len(items), 4 * actors, -(-len(items) // max(1, batch_size))))
         dataset = ray.data.from_items(items, override_num_blocks=blocks)
         dataset = dataset.map_batches(decode_images, batch_size=batch_size, batch_format="numpy",
-                                      fn_kwargs={"preprocess": preprocess, "min_side": min_side},
-                                      max_retries=RESTARTS)
+                                      fn_kwargs={"preprocess": preprocess, "min_side": min_side})
         dataset = dataset.map_batches(EncodeImages, batch_size=batch_size, batch_format="numpy",
                                       fn_constructor_kwargs={"spec": spec, "precision": precision,
                                                              "use_gpu": bool(gpus)},
-                                      concurrency=actors, max_restarts=RESTARTS, max_task_retries=RESTARTS,
-                                      **resources)
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            rows = []
-            for position, feature, reason, content in zip(batch["position"], batch["feature"], batch["reason"],
-                                                          batch["content"]):
-                rows.append((int(position), None if reason else np.array(feature, dtype=np.float32),
-                             str(reason), bool(content)))
-            on_rows(rows)
-            done += len(rows)
-            bar.update(len(rows))
+                                      compute=ray.data.ActorPoolStrategy(size=actors), **resources)
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                rows = []
+                for position, feature, reason, content in zip(batch["position"], batch["feature"], batch["reason"],
+                                                              batch["content"]):
+                    rows.append((int(position), None if reason else np.array(feature, dtype=np.float32),
+                                 str(reason), bool(content)))
+                on_rows(rows)
+                done += len(rows)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("ray"):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ActiveFTError(f"the Ray job failed after {done} of {len(todo)} images ({type(exc).__name__}: "
+                                f"{first}); those are in the cache: run the same command again to embed the "
+                                f"rest") from None
     finally:
-        bar.close()
         context.enable_progress_bars = saved_bars
+        context.actor_task_retry_on_errors = saved_retries
         if opened:
             ray.shutdown()
     return done

@@ -24,9 +24,13 @@ class EmbeddingOptions:
         Where embeddings are cached (None: the default folder); ``False``
         neither reads nor writes the cache.
     precision : {"auto", "fp32", "bf16"}, default="auto"
-        The encoder's number format: ``auto`` is bf16 autocast where the
-        device computes bf16 natively, else fp32 (see
+        The encoder's number format: ``auto`` (fp32 today), ``fp32``, or
+        ``bf16`` (faster where the device computes it natively; see
         :mod:`activeft_label.embeddings.precision`).
+    ray_address : str, optional
+        Embed on this Ray cluster (``"auto"``, ``HOST:PORT`` or
+        ``ray://HOST:PORT``) instead of in this process; see
+        :mod:`activeft_label.embeddings.on_ray`.
     """
 
     model: str = DEFAULT_MODEL
@@ -35,6 +39,7 @@ class EmbeddingOptions:
     num_workers: Optional[int] = None
     cache_dir: Union[str, None, bool] = None
     precision: str = "auto"
+    ray_address: Optional[str] = None
 
     def as_kwargs(self):
         """Keyword arguments of :func:`activeft_label.embed_images` and the connectors' embedding functions."""

@@ -58,7 +58,7 @@ class Pool:
 
 
 def load_pool(source, *, model=None, pretrained=None, device="auto", batch_size=32, num_workers=None,
-              cache_dir=None, progress=True, precision="auto"):
+              cache_dir=None, progress=True, precision="auto", ray_address=None):
     """Read a features file, or list and embed the images of a folder or list file (in ``precision``)."""
     from .sources import is_features_file, list_images, load_features
 
@@ -73,7 +73,7 @@ def load_pool(source, *, model=None, pretrained=None, device="auto", batch_size=
     paths = list_images(source, skipped=unlisted)
     embedded = embed_images(paths, model=model or DEFAULT_MODEL, pretrained=pretrained, batch_size=batch_size,
                             num_workers=num_workers, device=device, cache_dir=cache_dir, progress=progress,
-                            precision=precision)
+                            precision=precision, ray_address=ray_address)
     if embedded.features.shape[0] == 0:
         raise InputError(f"none of the {len(paths)} images under {source!r} could be read "
                          f"(first problem: {embedded.skipped[0][0]}: {embedded.skipped[0][1]})")

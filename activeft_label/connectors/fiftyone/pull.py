@@ -19,7 +19,7 @@ def progress_reporter(progress):
 
 
 def pull(collection, *, embeddings_field=None, model=None, pretrained=None, exclude_labeled=None, device="auto",
-         batch_size=32, num_workers=None, cache_dir=None, progress=False, precision="auto"):
+         batch_size=32, num_workers=None, cache_dir=None, progress=False, precision="auto", ray_address=None):
     """Read the target's samples and their embeddings.
 
     Parameters
@@ -37,7 +37,7 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
     exclude_labeled : str or list of str, optional
         Field names or ``"tag:NAME"``: samples that have a value in the field
         or carry the tag become fixed rows (already labeled).
-    device, batch_size, num_workers, cache_dir, precision
+    device, batch_size, num_workers, cache_dir, precision, ray_address
         Passed to :func:`activeft_label.embeddings.embed_images`.
     progress : bool or callable, default=False
         ``True`` shows progress bars on stderr; a callable is called as
@@ -73,8 +73,8 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
     model = model or DEFAULT_MODEL
     ids, paths = collection.values(["id", "filepath"])
     options = dict(batch_size=batch_size, num_workers=num_workers, device=device, cache_dir=cache_dir,
-                   precision=precision)
-    if callable(progress):
+                   precision=precision, ray_address=ray_address)
+    if callable(progress) and ray_address is None:
         # Embed in chunks to report progress; load the encoder once, and only when the cache does not have it all.
         chunk = max(PROGRESS_CHUNK, math.ceil(n / 50))
         encoder, parts, kept, skipped, cached = None, [], [], [], 0
@@ -97,7 +97,13 @@ def pull(collection, *, embeddings_field=None, model=None, pretrained=None, excl
                     else np.zeros((0, 0), dtype=np.float32))
         kept = np.asarray(kept, dtype=np.int64)
     else:
-        embedded = embed_images(paths, model=model, pretrained=pretrained, progress=bool(progress), **options)
+        if callable(progress):
+            # On Ray: one job (each costs its start-up), its progress counted in images.
+            def told(done, total):
+                report(done / total, f"embedding images on Ray ({done} of {total})")
+        else:
+            told = bool(progress)
+        embedded = embed_images(paths, model=model, pretrained=pretrained, progress=told, **options)
         features, kept, skipped = embedded.features, np.asarray(embedded.kept, dtype=np.int64), embedded.skipped
         cached, name, weights, used = embedded.cached, embedded.model, embedded.weights, embedded.precision
 

@@ -13,7 +13,8 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
                    store_embeddings=None, exclude_labeled=None, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_FIELD,
                    run_name=DEFAULT_RUN_NAME, loss=None, temperature=0.07, lr=1e-3, iterations=300, seed=0,
                    center=False, device="auto", batch_size=32, num_workers=None, cache_dir=None, progress=False,
-                   rank_offset=0, extra=None, replace=False, precision="auto", cores=None, update=None):
+                   rank_offset=0, extra=None, replace=False, precision="auto", cores=None, update=None,
+                   ray_address=None):
     """Select samples of a dataset or view to annotate, and write the selection back.
 
     Parameters
@@ -40,7 +41,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
         Passed to :func:`activeft_label.select` (``loss`` to ``update``: for
         the methods that run ActiveFT, ``activeft`` and ``bilaf``'s core
         stage; ``cores``: bilaf only).
-    batch_size, num_workers, cache_dir, precision
+    batch_size, num_workers, cache_dir, precision, ray_address
         Passed to :func:`activeft_label.embeddings.embed_images`.
     progress : bool or callable, default=False
         ``True`` shows progress bars; a callable gets ``(fraction, message)``.
@@ -79,7 +80,7 @@ def select_samples(collection, budget, *, method="activeft", embeddings_field=No
     report(0.0, "reading samples")
     pool = pull(collection, embeddings_field=embeddings_field, model=model, pretrained=pretrained,
                 exclude_labeled=exclude_labeled, device=device, batch_size=batch_size, num_workers=num_workers,
-                cache_dir=cache_dir, precision=precision,
+                cache_dir=cache_dir, precision=precision, ray_address=ray_address,
                 progress=(lambda f, m: report(0.05 + 0.75 * f, m)) if callable(progress) else progress)
     available = len(pool) - pool.fixed.size
     if count > available:

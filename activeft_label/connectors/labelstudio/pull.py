@@ -191,7 +191,8 @@ def stable_id(project_id, task):
 
 
 def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, device="auto", batch_size=32,
-                num_workers=None, cache_dir=None, download_workers=8, progress=True, precision="auto"):
+                num_workers=None, cache_dir=None, download_workers=8, progress=True, precision="auto",
+                ray_address=None):
     """Fetch each task's image, embed it, and return a :class:`LabelStudioPool`.
 
     Image references may be uploaded files (``/data/upload/...``), local
@@ -245,7 +246,8 @@ def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, dev
         if fetched:
             embedded = embed_images([path for _, path in fetched], model=model or DEFAULT_MODEL, pretrained=pretrained,
                                     batch_size=batch_size, num_workers=num_workers, device=device,
-                                    cache_dir=cache_dir, progress=progress, precision=precision)
+                                    cache_dir=cache_dir, progress=progress, precision=precision,
+                                    ray_address=ray_address)
             used = embedded.precision
             features = embedded.features
             kept_positions = [fetched[i][0] for i in embedded.kept]
