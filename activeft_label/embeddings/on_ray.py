@@ -121,18 +121,26 @@ class EncodeImages:
     def __init__(self, spec, precision, use_gpu):
         import torch
 
+        from ..devices import process_tuning
         from .encoders import load_resolved_encoder
 
+        # Ray runs each actor in a worker process of its own, for this job alone: like the command line's
+        # process, it may tune itself (glibc's heap around the CPU batches: 3x faster, heap.py).
+        self._tuning = process_tuning()
+        self._tuning.__enter__()
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.encoder = load_resolved_encoder(spec, device, precision)
 
     def __call__(self, batch):
         import torch
 
+        from .heap import large_blocks_stay_in_heap
+
         ok = np.flatnonzero(np.asarray(batch["reason"]) == "")
         features = None
         if ok.size:
-            vectors = self.encoder.encode(torch.from_numpy(np.ascontiguousarray(batch["image"][ok]))).numpy()
+            with large_blocks_stay_in_heap(enabled=self.encoder.device.type == "cpu"):
+                vectors = self.encoder.encode(torch.from_numpy(np.ascontiguousarray(batch["image"][ok]))).numpy()
             features = np.zeros((len(batch["position"]), vectors.shape[1]), dtype=np.float32)
             features[ok] = vectors
         else:

@@ -305,6 +305,16 @@ def test_cli_select_prints_summary_and_writes(ds):
     assert len(_tagged(ds)) == 4 and sorted(_ranks(ds).values()) == [1, 2, 3, 4]
 
 
+def test_cli_select_with_bilaf_records_its_cores_and_the_run(ds):
+    result = _run(["--dataset", ds.name, "--budget", "8", "--embeddings-field", "emb", "--method", "bilaf",
+                   "--cores", "3", "--iters", "20", "--update", "released"])
+    assert result.exit_code == 0, result.output
+    assert f"Selected 8 of 40 samples of dataset {ds.name!r} with bilaf" in result.output
+    assert len(_tagged(ds)) == 8 and sorted(_ranks(ds).values()) == list(range(1, 9))
+    config = ds.get_run_info("activeft").config
+    assert config.method == "bilaf" and config.params["cores"] == 3 and config.params["update"] == "released"
+
+
 def test_cli_saved_view_and_view_stages(ds):
     ds.save_view("half", ds.limit(20))
     stages = json.dumps([{"_cls": "fiftyone.core.stages.Skip", "kwargs": [["skip", 5]]}])
