@@ -399,7 +399,7 @@ def test_select_minibatch_runs_activeft_on_random_rows_and_refuses_baselines(tmp
     assert len(read_csv(out)) == 10
     refused = run(["select", str(tmp_path / "f.npz"), "-b", "10", "--method", "kmeans", "--minibatch", "100",
                    "--out", str(tmp_path / "k.csv"), "-q"])
-    assert refused.exit_code == 2 and "--minibatch applies to --method activeft only" in refused.output
+    assert refused.exit_code == 2 and "--minibatch applies to --method activeft and bilaf only" in refused.output
     assert not (tmp_path / "k.csv").exists()
 
 

@@ -21,7 +21,7 @@ LAYERS = {
     "evaluation": 4,
     "connectors.fiftyone": 5, "connectors.labelstudio": 5,
     "sync": 6,
-    "app": 7, "cli": 7,
+    "app": 7, "cli": 7, "backend": 7,
 }
 #: The package's face, the deprecated re-export, and the connectors' shared folder: they may name any part.
 FACES = {"activeft_label", "activeft_label.pool", "activeft_label.connectors"}

@@ -66,6 +66,7 @@ Everything public is importable from this package.
 
 from .annotations import (ANNOTATION_PAGE_SIZE, EXPORT_FIELDS, SUPPORTED_CONTROLS, TaskAnnotation, export_tasks,
                           label_controls, read_annotations)
+from ._http import as_dict, call_sdk, request_json
 from .client import UPLOAD_BATCH, Connection, connect
 from .fields import ID_FIELD, MODEL_VERSION, RANK_FIELD, VIEW_TITLE
 from .local_images import (UnusedUploads, check_images_option, push_images, setup_project, stored_file_name,
@@ -88,4 +89,5 @@ __all__ = [
     "read_annotations", "SUPPORTED_CONTROLS", "IMPORT_BATCH",
     "UPLOAD_BATCH", "PAGE_SIZE", "UnusedUploads", "stored_file_name", "priority_view_data", "select_or_reuse",
     "selection_key", "load_selection", "save_selection", "records_folder", "ANNOTATION_PAGE_SIZE", "EXPORT_FIELDS",
+    "call_sdk", "request_json", "as_dict",
 ]

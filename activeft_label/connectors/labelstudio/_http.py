@@ -111,7 +111,7 @@ def call_sdk(conn, what, fn, *args, retry=True, not_found=None, **kwargs):
 
 
 def request_json(conn, method, path, what, *, retry=True, not_found=None, **kwargs):
-    """A raw authenticated request to the Label Studio API; returns the decoded JSON answer."""
+    """A raw authenticated request to the Label Studio API; returns the decoded JSON answer (None when empty)."""
     import httpx
 
     attempts = conn.retries + 1 if retry else 1
@@ -143,6 +143,8 @@ def request_json(conn, method, path, what, *, retry=True, not_found=None, **kwar
             continue
         if response.status_code >= 400:
             raise http_error(conn, what, response.status_code, _json_or_text(response), not_found)
+        if not response.content:          # e.g. 204 No Content after a DELETE
+            return None
         try:
             return response.json()
         except ValueError:
