@@ -168,7 +168,7 @@ def main():
         return worker(compare, model, variant, folder, checkpoint, int(batch_size), workers, features_out)
 
     from activeft_label.files.demo import demo_images, write_pngs
-    from selection_speed import machine
+    from selection_speed import machine, publish
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,11 +220,7 @@ def main():
     compare += f" --workers {args.workers}" if args.workers != "default" else ""
     lines += ["", f"Command: `python bench/embedding_speed.py{compare} --images {args.images} --models {args.models}`.",
               ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

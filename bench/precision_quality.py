@@ -29,7 +29,7 @@ sys.path.insert(0, HERE)
 from activeft_label.evaluation.probe import run_trials  # noqa: E402
 from activeft_label.selection import unit_rows  # noqa: E402
 from selection_quality import load_split  # noqa: E402
-from selection_speed import machine  # noqa: E402
+from selection_speed import machine, publish  # noqa: E402
 
 
 def cosines(a, b):
@@ -112,11 +112,7 @@ def main():
                      f"{bf16.mean():.1f} ± {bf16.std():.1f} | {diff.mean():+.2f} ± {diff.std():.2f} |")
     lines += ["", f"Command: `python bench/precision_quality.py --seeds {args.seeds} --budgets {args.budgets}`; "
               f"{(time.perf_counter() - started) / 60:.1f} min.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

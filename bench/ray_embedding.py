@@ -28,7 +28,7 @@ from activeft_label.devices import process_tuning  # noqa: E402
 from activeft_label.embeddings import embed_images  # noqa: E402
 from activeft_label.files.demo import demo_images, write_pngs  # noqa: E402
 from ray_cluster import RayCluster  # noqa: E402
-from selection_speed import machine  # noqa: E402
+from selection_speed import machine, publish  # noqa: E402
 
 
 def timed(paths, address=None):
@@ -78,11 +78,7 @@ def main():
                      f"{'' if first is None else f'{first:.1f}'} | {'' if up is None else f'{up:.1f}'} | "
                      f"{diff:.1e} |")
     lines += ["", f"Command: `python bench/ray_embedding.py --images {args.images}`.", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,15 @@ def clustered_features(n, dim, clusters, seed=0):
     return normalize(x, torch.device("cpu"))
 
 
+def publish(lines, out):
+    """Print a report (a list of Markdown lines) and append it to ``out`` (a results file; '' = print only)."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        with open(out, "a") as handle:
+            handle.write("\n" + text)
+
+
 def machine():
     cpu = platform.processor() or "unknown CPU"
     try:
