@@ -118,14 +118,15 @@ def test_validation_ablation_runs_end_to_end(tmp_path):
     proc = run_ablation(tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     header, *rows = table_rows(proc.stdout)
-    assert len(rows) == 8                    # five ActiveFT variants (λ = 0.5 and 2 among them), three baselines
+    assert len(rows) == 9                    # six ActiveFT variants (λ = 0.5 and 2 among them), three baselines
     names = [row[0] for row in rows]
     assert any("k-means++ start" in name for name in names) and names[-3:] == ["kmeans", "typiclust", "random"]
     assert sum("λ = " in name for name in names) == 2
+    assert sum("update released" in name for name in names) == 1
     budget = 45                              # 5% of the 900 pool rows (--quick keeps 1,000, validation takes 100)
-    for row in rows[:5]:                     # ActiveFT rows count the centroids that shared a nearest sample
+    for row in rows[:6]:                     # ActiveFT rows count the centroids that shared a nearest sample
         assert 0 <= float(row[3]) <= budget
-    assert all(row[3] == "—" for row in rows[5:])
+    assert all(row[3] == "—" for row in rows[6:])
 
 
 def test_validation_ablation_runs_only_the_chosen_variants(tmp_path):
