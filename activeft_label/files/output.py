@@ -32,7 +32,8 @@ def check_output_path(path, suffixes=OUTPUT_SUFFIXES, what="--out"):
 def write_atomic(path, data, mode="w"):
     """Write ``data`` to a temp file beside ``path`` and rename it into place.
 
-    A new file gets the permissions any new file gets (0o666 less the umask); a file that is replaced keeps its
+    ``data`` is a str (bytes with ``mode="wb"``), or a callable given the open file to write into, for output
+    too large to build in memory first (a features file of millions of rows).  A new file gets the permissions any new file gets (0o666 less the umask); a file that is replaced keeps its
     permission bits.
     """
     path = Path(path)
@@ -46,7 +47,10 @@ def write_atomic(path, data, mode="w"):
             else:
                 if stat.S_ISREG(replaced.st_mode):
                     os.chmod(tmp, stat.S_IMODE(replaced.st_mode))
-            handle.write(data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

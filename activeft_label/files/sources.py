@@ -173,7 +173,13 @@ def load_features(path):
       (1-D, one per row, made into strings, no duplicates); other arrays are
       ignored.
 
-    ``features`` comes back as a C-contiguous float32 array.  NaN or all-zero
+    ``features`` comes back memory-mapped where the file allows it (a
+    ``.npy``, or an ``.npz`` written by ``np.savez``, which stores its arrays
+    uncompressed): a pool of 10M × 384 is then read from disk as the
+    selection goes through it instead of being loaded whole.  float32 and
+    float16 arrays keep their dtype (:func:`activeft_label.select` stores a
+    float16 pool in float16); any other numeric dtype, and a compressed
+    ``.npz`` member, is read into memory as float32.  NaN or all-zero
     rows are not checked here (selection does that).  Raises
     :class:`InputError` for a missing or unreadable file, a wrong suffix, a
     missing ``features`` array, a wrong number of dimensions, non-numeric
@@ -196,7 +202,12 @@ def load_features(path):
                f"numbers saved with np.save(path, X), or an .npz saved with np.savez(path, features=X, ids=IDS)")
     with numpy_read_errors(lambda reason: f"cannot read features from {path}: {reason}", invalid):
         if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
+            try:
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+            except ValueError as exc:
+                if "pickle" not in str(exc) and "object" not in str(exc).lower():
+                    raise
+                array = np.load(path, allow_pickle=False)   # raises the usual "holds Python objects" error
             if not isinstance(array, np.ndarray):
                 raise InputError(f"{path} does not hold a single array; expected a 2-D .npy array")
         else:
@@ -210,7 +221,9 @@ def load_features(path):
                         f"{path} has no array named 'features' (arrays found: {found}); save it with "
                         f"np.savez(path, features=X, ids=IDS)"
                     )
-                array = archive["features"]
+                array = _stored_member(path, "features")
+                if array is None:
+                    array = archive["features"]
                 if "ids" in names:
                     ids = archive["ids"]
 
@@ -247,6 +260,42 @@ def numpy_read_errors(message, invalid=None):
         raise InputError(message(f"{type(exc).__name__}: {exc}")) from None
 
 
+def _stored_member(path, name):
+    """Array ``name`` of an ``.npz`` memory-mapped in place, or None where it cannot be (compressed, or objects).
+
+    ``np.savez`` stores each array as an uncompressed ``name.npy`` member: its bytes lie in the archive as they
+    would in a ``.npy`` file, after the member's local header, so they can be mapped like one.
+    """
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        try:
+            info = archive.getinfo(name + ".npy")
+        except KeyError:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # compressed or encrypted
+            return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            return None
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            return None
+        offset = handle.tell()
+    if dtype.hasobject or len(shape) != 2 or 0 in shape:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=offset)
+
+
 def _as_matrix(array, path):
     if array.ndim != 2:
         raise InputError(
@@ -256,6 +305,8 @@ def _as_matrix(array, path):
         raise InputError(f"features in {path} must be numbers, got an array of {array.dtype}")
     if np.iscomplexobj(array):
         raise InputError(f"features in {path} are complex numbers; expected real numbers")
+    if array.dtype in (np.float32, np.float16) and array.flags.c_contiguous:
+        return array          # memory-mapped, as stored: selection reads it in chunks of rows
     return np.ascontiguousarray(array, dtype=np.float32)
 
 

@@ -20,14 +20,29 @@ def check_features(features):
     Raises :class:`InputError` for anything that is not a finite 2-D array
     without all-zero rows.
     """
+    array = feature_matrix(features)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    bad = RowProblems()
+    bad.add(array, 0)
+    bad.raise_if_any()
+    return power_of_two_scaled(array)
+
+
+def feature_matrix(features):
+    """``features`` as a 2-D numeric numpy array, without copying it (a memory-mapped file stays mapped).
+
+    Raises :class:`InputError` for what is not a non-empty 2-D array of numbers.
+    """
     if isinstance(features, torch.Tensor):
         features = features.detach().cpu().numpy()
     try:
-        array = np.asarray(features)
+        array = features if isinstance(features, np.ndarray) else np.asarray(features)
     except (TypeError, ValueError) as exc:
         raise InputError(f"features could not be read as a numeric array: {exc}") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise InputError(f"features must be numbers, got an array of {array.dtype}")
+    if np.iscomplexobj(array):
+        raise InputError("features are complex numbers; expected real numbers")
     if array.ndim != 2:
         raise InputError(
             f"features must be a 2-D array (items × dimensions), got shape {array.shape}; "
@@ -36,22 +51,38 @@ def check_features(features):
     n, c = array.shape
     if n == 0 or c == 0:
         raise InputError(f"features are empty (shape {array.shape}); there is nothing to select from")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise InputError(
-            f"features contain NaN or infinite values in {bad.size} row(s) (first: {_first(bad)}); "
-            f"re-embed those items or drop them"
-        )
-    zero = ~np.abs(array).max(axis=1).astype(bool)
-    if zero.any():
-        bad = np.flatnonzero(zero)
-        raise InputError(
-            f"features contain {bad.size} all-zero row(s) (first: {_first(bad)}), which have no direction "
-            f"to compare; re-embed those items or drop them"
-        )
-    return power_of_two_scaled(array)
+    return array
+
+
+class RowProblems:
+    """Rows with NaN/infinite values or all zeros, gathered chunk by chunk; one error naming both kinds' first rows."""
+
+    def __init__(self):
+        self.not_finite, self.zero = [], []
+
+    def add(self, chunk, start):
+        """Note the bad rows of a float32 ``chunk`` whose first row is row ``start``; True when it has none."""
+        finite = np.isfinite(chunk).all(axis=1)
+        zero = ~np.abs(np.where(finite[:, None], chunk, 1.0)).max(axis=1).astype(bool)
+        if not finite.all():
+            self.not_finite.append(np.flatnonzero(~finite) + start)
+        if zero.any():
+            self.zero.append(np.flatnonzero(zero) + start)
+        return finite.all() and not zero.any()
+
+    def raise_if_any(self):
+        if self.not_finite:
+            bad = np.concatenate(self.not_finite)
+            raise InputError(
+                f"features contain NaN or infinite values in {bad.size} row(s) (first: {_first(bad)}); "
+                f"re-embed those items or drop them"
+            )
+        if self.zero:
+            bad = np.concatenate(self.zero)
+            raise InputError(
+                f"features contain {bad.size} all-zero row(s) (first: {_first(bad)}), which have no direction "
+                f"to compare; re-embed those items or drop them"
+            )
 
 
 def unit_rows(array):
@@ -110,6 +141,131 @@ def normalize(features, device, center=False):
     return points
 
 
+#: How :func:`prepare_points` stores the pool's unit rows: ``auto`` keeps float16 features in float16 and stores
+#: everything else in float32.
+STORAGES = ("auto", "float32", "float16")
+
+#: Rows converted per chunk while preparing the pool (float32 temporaries of at most ~25 MB at C = 384).
+_PREPARE_ROWS = 16384
+
+
+def storage_dtype(storage, array_dtype):
+    """The torch dtype :func:`prepare_points` stores rows in, for ``storage`` and the features' numpy dtype."""
+    if storage not in STORAGES:
+        raise InputError(f"unknown storage {storage!r}; choose one of: {', '.join(STORAGES)}")
+    if storage == "auto":
+        return torch.float16 if np.dtype(array_dtype) == np.float16 else torch.float32
+    return torch.float16 if storage == "float16" else torch.float32
+
+
+def prepare_points(features, device, *, storage="auto", center=False):
+    """Check a feature matrix and return its unit rows on ``device``, chunk by chunk.
+
+    Parameters
+    ----------
+    features : array-like (N, C)
+        Any numeric array, a ``np.memmap`` included: it is read in chunks of
+        rows, and the pages of a memory-mapped file already read are handed
+        back to the operating system, so the pool is never held twice.
+    device : torch.device
+    storage : {"auto", "float32", "float16"}, default="auto"
+        dtype of the returned tensor.  ``float16`` halves the memory of the
+        pool (10M × 384: 7.7 GB instead of 15.4 GB); every computation still
+        runs in float32 on chunks of rows (see :func:`rows_of`).  ``auto``:
+        float16 for float16 features, float32 otherwise.
+    center : bool, default=False
+        Subtract the mean of the unit rows and normalise again (see :func:`normalize`).
+
+    Returns
+    -------
+    Tensor (N, C) of unit rows (float16 rows are unit up to their rounding).
+
+    Raises :class:`InputError`, naming the first rows, for NaN, infinite or
+    all-zero rows, before anything else is done with the features.
+    """
+    array = feature_matrix(features)
+    n, c = array.shape
+    dtype = storage_dtype(storage, array.dtype)
+    points = torch.empty((n, c), dtype=dtype, device=device)
+    problems = RowProblems()
+    clean = True
+    for start in range(0, n, _PREPARE_ROWS):
+        stop = min(start + _PREPARE_ROWS, n)
+        chunk = np.array(array[start:stop], dtype=np.float32, order="C", copy=True)   # a copy: the pages go next
+        release_mapped_rows(array, start, stop)
+        clean = problems.add(chunk, start) and clean
+        if clean:  # after a bad row only the checks go on, to name every bad row in one message
+            rows = torch.from_numpy(power_of_two_scaled(chunk)).to(device)
+            points[start:stop] = torch.nn.functional.normalize(rows, dim=1)
+    problems.raise_if_any()
+    if center:
+        _center_in_place(points)
+    return points
+
+
+def _center_in_place(points):
+    """:func:`normalize`'s centring on stored unit rows, chunk by chunk (float64 sums, as there)."""
+    n = points.shape[0]
+    wide = torch.float32 if points.device.type == "mps" else torch.float64
+    total = torch.zeros(points.shape[1], dtype=wide, device=points.device)
+    for start in range(0, n, _PREPARE_ROWS):
+        total += rows_of(points, slice(start, start + _PREPARE_ROWS)).sum(dim=0, dtype=wide)
+    mean = (total / n).to(torch.float32)
+    if 1.0 - float(torch.linalg.vector_norm(mean)) <= _COLLINEAR:
+        return
+    for start in range(0, n, _PREPARE_ROWS):
+        part = slice(start, start + _PREPARE_ROWS)
+        points[part] = torch.nn.functional.normalize(rows_of(points, part) - mean, dim=1)
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def rows_of(points, index):
+    """Rows ``points[index]`` as float32 unit vectors, whatever the pool's storage.
+
+    float32 (or float64) pools are returned as indexed (a view for a slice: no copy);
+    float16 rows are widened and normalised again, so every computation sees
+    unit rows in float32 and the same row always gives the same vector.
+    """
+    block = points[index]
+    if block.dtype not in _HALF:
+        return block
+    return torch.nn.functional.normalize(block.to(torch.float32), dim=-1)
+
+
+def compute_dtype(points):
+    """The dtype similarities of ``points`` are computed in: float32 for float16 storage, else the points' own."""
+    return torch.float32 if points.dtype in _HALF else points.dtype
+
+
+def release_mapped_rows(array, start, stop):
+    """Hand back to the OS the pages of a memory-mapped array's rows ``start:stop``, once they have been read.
+
+    The pages are clean copies of the file (the map is read-only), so dropping them loses nothing: they would be
+    read again if needed.  Without this a 7.7 GB features file stays resident beside the tensor made from it.
+    """
+    import mmap
+
+    base = getattr(array, "_mmap", None)
+    # Only a whole read-only map: in a copy-on-write map ("c") dropped pages would lose the caller's changes, and
+    # a slice's rows do not start where the map's offset says.
+    if (base is None or array.base is not base or getattr(array, "mode", None) != "r"
+            or not hasattr(base, "madvise") or not hasattr(mmap, "MADV_DONTNEED")):
+        return
+    try:
+        # The ndarray's first byte inside the mapping: np.memmap maps from an allocation-granularity boundary.
+        begin = array.offset % mmap.ALLOCATIONGRANULARITY
+        row_bytes = array.strides[0]
+        first = begin + start * row_bytes
+        last = begin + stop * row_bytes
+        page = mmap.PAGESIZE
+        first -= first % page
+        base.madvise(mmap.MADV_DONTNEED, first, max(0, min(last, len(base)) - first))
+    except (AttributeError, ValueError, OSError):  # a view or slice of a memmap: nothing to hand back
+        pass
+
+
 def rows_per_chunk(n_columns, memory_budget=DEFAULT_MEMORY_BUDGET, copies=3):
     """How many rows of an (rows × n_columns) float32 block fit the memory budget.
 
@@ -125,20 +281,20 @@ def nearest(points, centers, memory_budget=DEFAULT_MEMORY_BUDGET):
 
     Parameters
     ----------
-    points : Tensor (N, C), unit rows
-    centers : Tensor (M, C), unit rows
+    points : Tensor (N, C), unit rows (float32, or float16 storage: see :func:`rows_of`)
+    centers : Tensor (M, C), float32 unit rows
 
     Returns
     -------
     index : LongTensor (N,)   index of the most similar center
-    similarity : Tensor (N,)  that similarity
+    similarity : Tensor (N,)  that similarity (float32)
     """
     n = points.shape[0]
     index = torch.empty(n, dtype=torch.long, device=points.device)
-    similarity = torch.empty(n, dtype=points.dtype, device=points.device)
+    similarity = torch.empty(n, dtype=centers.dtype, device=points.device)
     step = rows_per_chunk(centers.shape[0], memory_budget, copies=2)
     for start in range(0, n, step):
-        block = points[start:start + step] @ centers.T
+        block = rows_of(points, slice(start, start + step)) @ centers.T
         similarity[start:start + step], index[start:start + step] = block.max(dim=1)
     return index, similarity
 
@@ -219,7 +375,7 @@ def _locally_dominant(points, open_centers, proposal, memory_budget):
     best_center = torch.empty(unique.numel(), dtype=torch.long, device=points.device)
     step = rows_per_chunk(open_centers.shape[0], memory_budget, copies=2)
     for start in range(0, unique.numel(), step):
-        block = points[unique[start:start + step]] @ open_centers.T   # (U, P)
+        block = rows_of(points, unique[start:start + step]) @ open_centers.T   # (U, P)
         best_center[start:start + step] = torch.argmax(block, dim=1)
     return best_center[inverse] == torch.arange(proposal.numel(), device=points.device)
 
@@ -234,11 +390,11 @@ def _widen(tensor, width, fill=0):
 def _topk_free(points, centers, taken, depth, memory_budget):
     """Top-``depth`` most similar free points of each center, scanning points in chunks."""
     m = centers.shape[0]
-    best_sim = torch.full((m, depth), -float("inf"), dtype=points.dtype, device=points.device)
+    best_sim = torch.full((m, depth), -float("inf"), dtype=centers.dtype, device=points.device)
     best_idx = torch.zeros((m, depth), dtype=torch.long, device=points.device)
     step = rows_per_chunk(m, memory_budget, copies=2)
     for start in range(0, points.shape[0], step):
-        block = centers @ points[start:start + step].T               # (M, chunk)
+        block = centers @ rows_of(points, slice(start, start + step)).T   # (M, chunk)
         block.masked_fill_(taken[start:start + step].unsqueeze(0), -float("inf"))
         kk = min(depth, block.shape[1])
         sim, idx = block.topk(kk, dim=1)

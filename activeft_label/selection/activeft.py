@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from . import LOSS_FORMS, UPDATE_FORMS
-from ._common import DEFAULT_MEMORY_BUDGET, nearest, rows_per_chunk, unique_nearest
+from ._common import DEFAULT_MEMORY_BUDGET, compute_dtype, nearest, rows_of, rows_per_chunk, unique_nearest
 from .assign import BoundedAssigner, DenseAssigner
 
 ASSIGNERS = {"bounded": BoundedAssigner, "dense": DenseAssigner}
@@ -82,7 +82,9 @@ def optimize_centroids(
     Parameters
     ----------
     points : Tensor (N, C)
-        Unit-norm features of the whole pool.
+        Unit-norm features of the whole pool: float32, or float16 storage
+        (widened to float32 a chunk of rows at a time; θ and every
+        similarity stay float32).
     budget : int
         Number of centroids B to optimise.
     fixed : LongTensor (F,) or None
@@ -130,9 +132,9 @@ def optimize_centroids(
     raw = update == "released"
     device = points.device
     fixed = _as_index(fixed, device)
-    anchors = points[fixed]
+    anchors = rows_of(points, fixed)
 
-    theta = points[initial_centroids(points, budget, fixed, seed, memory_budget)].clone()
+    theta = rows_of(points, initial_centroids(points, budget, fixed, seed, memory_budget)).clone()
     theta.requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     grad_fn = _released_gradient if loss == "released" else _paper_gradient
@@ -151,7 +153,7 @@ def optimize_centroids(
             centers = torch.cat([unit, anchors]) if anchors.numel() else unit
             if sampled:
                 rows = torch.randperm(n, generator=generator)[: int(minibatch)].to(device)
-                batch = points[rows]
+                batch = rows_of(points, rows)
                 assign, sim = DenseAssigner(batch, memory_budget)(centers)
             else:
                 batch = points
@@ -210,7 +212,7 @@ def loss_and_gradient(points, theta, fixed=None, loss="released", temperature=0.
     budget = theta.shape[0]
     with torch.no_grad():
         unit, norms = unit_centroids(theta.detach(), update == "released")
-        centers = torch.cat([unit, points[fixed]]) if fixed.numel() else unit
+        centers = torch.cat([unit, rows_of(points, fixed)]) if fixed.numel() else unit
         assign, sim = DenseAssigner(points, memory_budget)(centers)
         value, grad = grad_fn(points, centers, assign, sim, budget, temperature, balance, memory_budget)
         return value, through_normalisation(grad, unit, norms)
@@ -230,7 +232,7 @@ def initial_centroids(points, budget, fixed, seed, memory_budget=DEFAULT_MEMORY_
     if not fixed.numel():
         chosen = rng.choice(n, size=budget, replace=False)
     else:
-        _, sim = nearest(points, points[fixed], memory_budget)
+        _, sim = nearest(points, rows_of(points, fixed), memory_budget)
         weight = torch.clamp(2.0 - 2.0 * sim, min=0.0).double().cpu().numpy()
         weight += 1e-12                       # every free row stays possible (duplicates of fixed ones too)
         weight[fixed.cpu().numpy()] = 0.0
@@ -281,20 +283,33 @@ def _cluster_sums(points, assign, m, weights, memory_budget):
     Written as a sparse (M×N, one entry per column) times dense product: it
     reads the features once without an N×C temporary, ~5× faster on CPU than
     index_add of scaled rows.  MPS has no sparse kernels: index_add there.
+    A float16 pool goes through the same product a chunk of rows at a time,
+    widened to float32 (:func:`.rows_of`).
     """
     n = points.shape[0]
-    w = torch.ones(n, dtype=points.dtype, device=points.device) if weights is None else weights
-    mass = torch.zeros(m, dtype=points.dtype, device=points.device).index_add_(0, assign, w)
+    dtype = compute_dtype(points)
+    w = torch.ones(n, dtype=dtype, device=points.device) if weights is None else weights
+    mass = torch.zeros(m, dtype=dtype, device=points.device).index_add_(0, assign, w)
     if points.device.type == "mps":
-        weighted = torch.zeros((m, points.shape[1]), dtype=points.dtype, device=points.device)
+        weighted = torch.zeros((m, points.shape[1]), dtype=dtype, device=points.device)
         step = rows_per_chunk(points.shape[1], memory_budget, copies=2)
         for start in range(0, n, step):
             rows = slice(start, start + step)
-            weighted.index_add_(0, assign[rows], points[rows] * w[rows].unsqueeze(1))
+            weighted.index_add_(0, assign[rows], rows_of(points, rows) * w[rows].unsqueeze(1))
         return weighted, mass
-    pairs = torch.stack([assign, torch.arange(n, device=points.device)])
-    selector = torch.sparse_coo_tensor(pairs, w, (m, n), check_invariants=False)
-    return torch.sparse.mm(selector, points), mass
+    if points.dtype == dtype:
+        pairs = torch.stack([assign, torch.arange(n, device=points.device)])
+        selector = torch.sparse_coo_tensor(pairs, w, (m, n), check_invariants=False)
+        return torch.sparse.mm(selector, points), mass
+    weighted = torch.zeros((m, points.shape[1]), dtype=dtype, device=points.device)
+    step = rows_per_chunk(points.shape[1], memory_budget, copies=2)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        size = rows.stop - rows.start
+        pairs = torch.stack([assign[rows], torch.arange(size, device=points.device)])
+        selector = torch.sparse_coo_tensor(pairs, w[rows], (m, size), check_invariants=False)
+        weighted += torch.sparse.mm(selector, rows_of(points, rows))
+    return weighted, mass
 
 
 def _paper_gradient(points, centers, assign, sim, budget, temperature, balance, memory_budget):
@@ -365,10 +380,10 @@ def _released_gradient(points, centers, assign, sim, budget, temperature, balanc
     # E_jk = exp((θ_jᵀθ_k - 1)/τ) is symmetric: only its upper block triangle is computed, each block
     # adding to the row sums and to A's numerator of both its row and its column centroids (~20% less
     # time than the full M×M product at B = 2,500 here).
-    total = torch.zeros(m, dtype=points.dtype, device=points.device)
-    pull = torch.zeros((budget, centers.shape[1]), dtype=points.dtype, device=points.device)
+    total = torch.zeros(m, dtype=centers.dtype, device=points.device)
+    pull = torch.zeros((budget, centers.shape[1]), dtype=centers.dtype, device=points.device)
     scaled = centers / tau
-    shift = torch.tensor(-1.0 / tau, dtype=points.dtype, device=points.device)
+    shift = torch.tensor(-1.0 / tau, dtype=centers.dtype, device=points.device)
     for rows, cols in symmetric_blocks(m, memory_budget):
         weights = torch.addmm(shift, scaled[rows], centers[cols].T).exp_()
         total[rows] += weights.sum(dim=1)

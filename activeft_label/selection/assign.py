@@ -34,7 +34,7 @@ row as the full GEMM row, so it was left out.)
 import numpy as np
 import torch
 
-from ._common import DEFAULT_MEMORY_BUDGET, rows_per_chunk
+from ._common import DEFAULT_MEMORY_BUDGET, rows_of, rows_per_chunk
 
 # Slack added to a bound's growth each step, for the rounding of the measured moves.
 _SLACK = 1e-5
@@ -60,14 +60,14 @@ def tie_window(dim):
 
 
 def rowwise_similarity(points, centers, assign, memory_budget=DEFAULT_MEMORY_BUDGET):
-    """f_i · θ_{assign_i} for every row, in chunks."""
-    out = torch.empty(points.shape[0], dtype=points.dtype, device=points.device)
+    """f_i · θ_{assign_i} for every row, in chunks (float32, whatever the storage of ``points``)."""
+    out = torch.empty(points.shape[0], dtype=centers.dtype, device=points.device)
     # Small blocks: the gathered centroid rows are still in cache when multiplied (3× faster
     # than one N×C gather, measured here); each row's result does not depend on the block.
     step = min(2048, rows_per_chunk(points.shape[1], memory_budget, copies=2))
     for start in range(0, points.shape[0], step):
         rows = slice(start, start + step)
-        out[rows] = torch.einsum("nc,nc->n", points[rows], centers.index_select(0, assign[rows]))
+        out[rows] = torch.einsum("nc,nc->n", rows_of(points, rows), centers.index_select(0, assign[rows]))
     return out
 
 
@@ -108,7 +108,7 @@ class DenseAssigner:
         assign = torch.empty(n, dtype=torch.long, device=self.points.device)
         step = rows_per_chunk(centers.shape[0], self.memory_budget, copies=3)
         for start in range(0, n, step):
-            rows = self.points[start:start + step]
+            rows = rows_of(self.points, slice(start, start + step))
             assign[start:start + step] = settled_argmax(rows, centers, rows @ centers.T)
         self.stats["steps"] += 1
         self.stats["full_rows"] += n
@@ -181,8 +181,8 @@ class BoundedAssigner:
             self.order = torch.cat(self.members)         # centroids sorted by group: contiguous spans
             ends = np.cumsum([members.numel() for members in self.members]).tolist()
             self.spans = list(zip([0] + ends[:-1], ends))
-            self.path = torch.zeros(g, dtype=self.points.dtype, device=self.points.device)
-            self.bound = torch.empty((n, g), dtype=self.points.dtype, device=self.points.device)
+            self.path = torch.zeros(g, dtype=centers.dtype, device=self.points.device)
+            self.bound = torch.empty((n, g), dtype=centers.dtype, device=self.points.device)
             self._recheck(torch.arange(n, device=self.points.device), None, centers)
             sim = rowwise_similarity(self.points, centers, self.assign, self.memory_budget)
         else:
@@ -234,7 +234,7 @@ class BoundedAssigner:
         """
         self.stats["full_rows"] += rows.numel()
         if need is not None:
-            sizes = torch.tensor([m.numel() for m in self.members], dtype=self.points.dtype,
+            sizes = torch.tensor([m.numel() for m in self.members], dtype=centers.dtype,
                                  device=self.points.device)
             step = rows_per_chunk(self.path.shape[0], self.memory_budget, copies=2)
             wide = torch.cat([need[start:start + step].to(sizes.dtype) @ sizes
@@ -259,7 +259,7 @@ class BoundedAssigner:
         step = rows_per_chunk(ordered.shape[0] + 4 * self.path.shape[0], self.memory_budget, copies=2)
         for start in range(0, rows.numel(), step):
             part = rows[start:start + step]
-            block = self.points[part] @ ordered.T
+            block = rows_of(self.points, part) @ ordered.T
             self.stats["products"] += block.numel()
             k, g = part.numel(), self.path.shape[0]
             top_val = torch.empty((k, g), dtype=block.dtype, device=block.device)
@@ -280,7 +280,7 @@ class BoundedAssigner:
 
     def _recheck_chunk(self, rows, need, centers):
         k, g = rows.numel(), self.path.shape[0]
-        device, dtype = self.points.device, self.points.dtype
+        device, dtype = self.points.device, centers.dtype
         top_val = torch.full((k, g), -float("inf"), dtype=dtype, device=device)
         top_idx = torch.full((k, g), centers.shape[0], dtype=torch.long, device=device)
         second = torch.full((k, g), -2.0, dtype=dtype, device=device)
@@ -290,7 +290,7 @@ class BoundedAssigner:
             if not sel.numel() or not members.numel():
                 continue
             self.stats["products"] += sel.numel() * members.numel()
-            block = self.points[rows[sel]] @ centers[members].T
+            block = rows_of(self.points, rows[sel]) @ centers[members].T
             best = torch.argmax(block, dim=1)
             top_val[sel, group] = block.gather(1, best.unsqueeze(1)).squeeze(1)
             top_idx[sel, group] = members[best]
@@ -307,7 +307,7 @@ class BoundedAssigner:
         margin = best_val - tie_window(self.points.shape[1])
         tied = torch.nonzero(((top_val >= margin).sum(dim=1) > 1) | (second >= margin).any(dim=1)).squeeze(1)
         if tied.numel():
-            tied_points = self.points[rows[tied]]
+            tied_points = rows_of(self.points, rows[tied])
             winner[tied] = settled_argmax(tied_points, centers, tied_points @ centers.T)
         self.assign[rows] = winner
         # A group's bound: its best product other than the winner, plus room for the rounding of

@@ -146,6 +146,17 @@ def test_embed_then_select_from_features(image_folder, tmp_path):
     assert result.exit_code == 0
     assert all(r["id"].endswith(".png") for r in read_csv(tmp_path / "s.csv"))
 
+    # float16: half the file, unit rows (selection compares directions only), the same ids; select maps it.
+    half = tmp_path / "half.npz"
+    result = run(["embed", str(image_folder), "--out", str(half), "-q", "--dtype", "float16"])
+    assert result.exit_code == 0 and "float16" in result.output
+    wide, narrow = np.load(feats), np.load(half)
+    assert narrow["features"].dtype == np.float16 and list(narrow["ids"]) == list(wide["ids"])
+    unit = wide["features"] / np.linalg.norm(wide["features"], axis=1, keepdims=True)
+    np.testing.assert_allclose(narrow["features"].astype(np.float32), unit, atol=1e-3)
+    result = run(["select", str(half), "-b", "4", "--iters", "30", "--out", str(tmp_path / "h.csv")])
+    assert result.exit_code == 0 and "float16 storage" in result.output
+
 
 def test_list_file_source(image_folder, tmp_path):
     paths = sorted(str(p) for p in image_folder.rglob("*.png"))
