@@ -119,7 +119,7 @@ _COLLINEAR = 1e-4
 
 
 def normalize(features, device, center=False):
-    """L2-normalise rows of a checked float32 array and move them to ``device``.
+    """L2-normalise rows of a float32 array and move them to ``device`` (float32 storage of :func:`prepare_points`).
 
     With ``center``, the mean of the unit rows is then subtracted and the rows
     normalised again, so that similarities measure where an item sits relative
@@ -129,16 +129,7 @@ def normalize(features, device, center=False):
     least 1 − |m|, so no row can collapse to zero unless the whole pool points
     one way; such a pool is left uncentred.
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)
-    points = torch.nn.functional.normalize(tensor, dim=1)
-    if center:
-        # Summed in float64 where the device has it (MPS does not).
-        mean = points.mean(dim=0, dtype=torch.float32 if points.device.type == "mps" else torch.float64)
-        mean = mean.to(points.dtype)
-        if 1.0 - float(torch.linalg.vector_norm(mean)) > _COLLINEAR:
-            points.sub_(mean)              # in place: no second N×C copy on large pools
-            torch.nn.functional.normalize(points, dim=1, out=points)
-    return points
+    return prepare_points(features, device, storage="float32", center=center)
 
 
 #: How :func:`prepare_points` stores the pool's unit rows: ``auto`` keeps float16 features in float16 and stores
