@@ -33,7 +33,9 @@ def write_atomic(path, data, mode="w"):
     """Write ``data`` to a temp file beside ``path`` and rename it into place.
 
     ``data`` is a str (bytes with ``mode="wb"``), or a callable given the open file to write into, for output
-    too large to build in memory first (a features file of millions of rows).  A new file gets the permissions any new file gets (0o666 less the umask); a file that is replaced keeps its
+    too large to build in memory first (a features file of millions of rows).
+
+    A new file gets the permissions any new file gets (0o666 less the umask); a file that is replaced keeps its
     permission bits.
     """
     path = Path(path)
