@@ -14,6 +14,7 @@ from .encoders import Encoder, load_resolved_encoder
 from .heap import large_blocks_stay_in_heap
 from .images import ImageDataset, collate_images, decode_side, failure_reason
 from .names import DEFAULT_MODEL, resolve_model
+from .on_ray import UNFETCHED, fetch_all
 from .precision import check_precision, resolve_precision
 from ..devices import resolve_device
 
@@ -58,7 +59,7 @@ def _default_workers(n_images):
 
 
 def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, num_workers=None, device="auto",
-                 cache_dir=None, progress=True, precision=None, ray_address=None):
+                 cache_dir=None, progress=True, precision=None, ray_address=None, keys=None, fetch=None):
     """Embed image files; return an :class:`EmbeddingResult`.
 
     ``paths``: image file paths (str or path-like).  ``model``/``pretrained``:
@@ -80,7 +81,26 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
     on the Ray cluster at this address (``"auto"``, ``HOST:PORT`` or
     ``ray://HOST:PORT``) instead of in this process; the cache is read and
     written here as always, the workers read the image files at the same
-    paths (a shared file system); see :mod:`.on_ray`.
+    paths (a shared file system), or get them with ``fetch``; see
+    :mod:`.on_ray`.
+
+    ``keys``: list of str, one per path (default None: each file's own path,
+    size and modification time).  The cache identity of each image instead,
+    for images that are no local file or whose file says nothing of where
+    its bytes came from (a download).  The same key must always stand for
+    the same bytes: nothing checks it, a cached row is reused for its key
+    forever.  Keyed rows never meet file rows (a NUL byte, which no path
+    holds, starts them), and nothing is looked at before decoding: a missing
+    file is reported when it is read.  ``fetch``: with ``ray_address`` and
+    ``keys`` only, a picklable callable that the Ray workers call as
+    ``fetch(paths[i])``, returning ``(bytes, None)`` or ``(None, reason)``;
+    ``paths`` then holds whatever it takes (URLs, say).  The workers fetch
+    the images the cache lacks and decode them in memory (an image that does
+    not decode is remembered as a file's would be).  A reason is reported as
+    a skipped image, and the next run calls ``fetch`` again for that image
+    in this process, not in a Ray job of its own: a second run whose other
+    images are all cached contacts no worker, and one that comes now goes to
+    the workers with the rest.
 
     JPEGs at least four times the encoder's input side are decoded at a
     reduced scale that keeps twice that side (libjpeg's DCT scaling; see
@@ -108,6 +128,13 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         raise InputError(f"num_workers must be a whole number >= 0, got {num_workers!r}")
     if precision is not None:
         check_precision(precision)
+    if keys is not None:
+        keys = list(keys)
+        if len(keys) != len(paths) or not all(isinstance(k, str) and k for k in keys):
+            raise InputError(f"keys must hold one non-empty string per path ({len(paths)}), got {len(keys)} items")
+    if fetch is not None and (ray_address is None or keys is None or not callable(fetch)):
+        raise InputError("fetch must be a callable, and needs ray_address and keys (the workers fetch the images; "
+                         "here, fetch them to files first)")
     if ray_address is not None:
         from .on_ray import check_address
 
@@ -135,8 +162,14 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
 
     display = []
     skipped = {}
-    keys = []  # (position, abs path bytes, size, mtime_ns, path for reading)
-    for position, raw in enumerate(paths):
+    entries = []  # (position, cache key bytes, size, mtime_ns, path for reading or what fetch takes)
+    if keys is not None:
+        for position, (raw, key) in enumerate(zip(paths, keys)):
+            source = os.fsdecode(raw) if isinstance(raw, (bytes, os.PathLike)) else str(raw)
+            display.append(source)
+            # Size and mtime 0: the key alone is the image's identity.
+            entries.append((position, b"\0" + key.encode("utf-8"), 0, 0, source))
+    for position, raw in enumerate(paths if keys is None else ()):
         try:
             path = os.fspath(raw)
         except TypeError:
@@ -157,16 +190,16 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         if os.path.isdir(path):
             skipped[position] = "is a folder, not an image file"
             continue
-        keys.append((position, os.fsencode(os.path.abspath(path)), st.st_size, st.st_mtime_ns, path))
+        entries.append((position, os.fsencode(os.path.abspath(path)), st.st_size, st.st_mtime_ns, path))
 
-    cache = open_cache(cache_dir, name, weights, precision) if keys else None
+    cache = open_cache(cache_dir, name, weights, precision) if entries else None
     rows = {}  # position -> float32 vector
     failed = {}  # position -> reason remembered from an earlier run
     layout = ""
     try:
         if cache is not None:
             try:
-                rows, failed = cache.lookup([(p, b, s, m) for p, b, s, m, _ in keys])
+                rows, failed = cache.lookup([(p, b, s, m) for p, b, s, m, _ in entries])
             except sqlite3.Error as exc:
                 cache_warning(f"embedding cache {cache.path} cannot be read ({exc}); embedding without it")
                 cache.close()
@@ -174,9 +207,20 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         dims = {v.shape[0] for v in rows.values()}
         if len(dims) > 1 or (encoder is not None and dims and dims != {encoder.dim}):
             rows = {}  # inconsistent cache rows: embed everything again
+        # A vector beats a failure remembered for the same key (in another precision, before it could be fetched).
+        failed = {p: reason for p, reason in failed.items() if p not in rows}
+        unfetched = [k for k in entries if failed.get(k[0], "").startswith(UNFETCHED)]
+        for k in unfetched:
+            del failed[k[0]]
+        if unfetched and fetch is not None:
+            # Images the workers could not fetch last time are asked for again here, one request each, not in a
+            # Ray job of their own (most fail again); those that come now go to the workers with the rest.
+            for k, (_, reason) in zip(unfetched, fetch_all(fetch, [k[4] for k in unfetched])):
+                if reason is not None:
+                    failed[k[0]] = reason
         for position, reason in failed.items():
             skipped[position] = reason
-        todo = [k for k in keys if k[0] not in rows and k[0] not in failed]
+        todo = [k for k in entries if k[0] not in rows and k[0] not in failed]
         cached = len(rows)
 
         if todo:
@@ -185,10 +229,10 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
                 encoder = load_resolved_encoder(spec, "cpu" if ray_address else dev, precision)
             if rows and next(iter(rows.values())).shape[0] != encoder.dim:
                 rows, cached = {}, 0
-                todo = [k for k in keys if k[0] not in failed]
+                todo = [k for k in entries if k[0] not in failed]
             if ray_address is not None:
                 rows.update(_run_on_ray(ray_address, spec, encoder, todo, skipped, cache, batch_size, progress,
-                                        precision))
+                                        precision, fetch))
             else:
                 rows.update(_run(encoder, todo, skipped, cache, batch_size, num_workers, progress, precision))
             layout = precision + (", channels_last" if encoder.channels_last else "")
@@ -249,6 +293,11 @@ class _RowSink:
         for position, vector, reason, content in rows:
             _, key, size, mtime_ns, _ = self.by_position[position]
             if vector is None:
+                if reason.startswith(UNFETCHED):
+                    # Remembered so that the next run asks for it again on the driver (see embed_images).
+                    self.skipped[position] = reason[len(UNFETCHED):]
+                    new.append((key, size, mtime_ns, reason))
+                    continue
                 self.skipped[position] = reason
                 if content:
                     new.append((key, size, mtime_ns, reason))
@@ -302,7 +351,7 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress, preci
     return sink.out
 
 
-def _run_on_ray(address, spec, encoder, todo, skipped, cache, batch_size, progress, precision):
+def _run_on_ray(address, spec, encoder, todo, skipped, cache, batch_size, progress, precision, fetch=None):
     """The same as :func:`_run`, on a Ray cluster (see :mod:`.on_ray`)."""
     from .on_ray import embed_on_ray
 
@@ -311,7 +360,7 @@ def _run_on_ray(address, spec, encoder, todo, skipped, cache, batch_size, progre
     try:
         embed_on_ray(address, spec, encoder.preprocess, decode_side(encoder.preprocess),
                      [(k[0], k[4]) for k in todo], precision=precision, batch_size=batch_size,
-                     on_rows=lambda rows: (sink.add(rows), bar.update(len(rows))))
+                     on_rows=lambda rows: (sink.add(rows), bar.update(len(rows))), fetch=fetch)
     finally:
         bar.close()
     return sink.out

@@ -11,7 +11,12 @@ Data one::
       → iter_batches() on the driver             rows stored in the on-disk cache as they arrive
 
 * The workers read the image files where the driver sees them: the paths must
-  name the same files on every node (a shared file system).
+  name the same files on every node (a shared file system).  Or, given a
+  ``fetch`` callable, they fetch each image themselves (a URL, say) a few at
+  a time and decode it in memory: nothing passes through the driver.  The
+  callable travels pickled in the decoding stage's keyword arguments, which
+  Ray Data keeps in the object store (never in a log), so a credential it
+  holds stays out of Ray's log files.
 * Actors take a fraction of a CPU (``ACTOR_CPUS``): actors that hold every CPU
   starve the decoding tasks and the job hangs (seen on this project's
   two-node test cluster).
@@ -27,6 +32,8 @@ Data one::
   ``ray.init`` itself keeps its connection; one opened here is closed again.
 """
 
+import concurrent.futures
+import io
 import socket
 
 import numpy as np
@@ -37,6 +44,11 @@ from ..errors import ActiveFTError, InputError
 ACTOR_CPUS = 0.5
 #: Seconds allowed for a TCP connection to the cluster's address before Ray is asked to connect.
 REACH_TIMEOUT = 3.0
+#: Images a decoding task fetches at once with ``fetch`` (waiting on the network, not on its CPU).
+FETCH_THREADS = 8
+#: Starts the reason of an image that ``fetch`` could not get, as it travels back and is remembered in the cache
+#: (a NUL byte: no other reason holds one), so that the next run asks for it again on the driver.
+UNFETCHED = "\0unfetched\0"
 
 
 def check_address(address):
@@ -86,13 +98,52 @@ def connect(address):
     return True
 
 
-def decode_images(batch, preprocess, min_side):
-    """Ray Data batch {position, path} → {position, image (N×C×H×W float32), reason, content}."""
+def fetch_all(fetch, sources):
+    """``[fetch(source) for source in sources]``, a few at a time (:data:`FETCH_THREADS`).
+
+    Each answer is ``(bytes, None)`` or ``(None, reason)``; an answer of
+    another form, or an exception, becomes a reason.
+    """
+    def one(source):
+        try:
+            content, reason = fetch(source)
+        except Exception as exc:  # a fetch that raises: that image's reason, not the job's end
+            return None, f"cannot fetch the image ({type(exc).__name__})"
+        if reason is not None or not isinstance(content, (bytes, bytearray, memoryview)):
+            return None, str(reason or "no image bytes")
+        return bytes(content), None
+
+    if not sources:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(sources))) as pool:
+        return list(pool.map(one, sources))
+
+
+def decode_images(batch, preprocess, min_side, fetch=None):
+    """Ray Data batch {position, path} → {position, image (N×C×H×W float32), reason, content}.
+
+    With ``fetch``, each path is handed to ``fetch(path)``, which returns
+    ``(bytes, None)`` or ``(None, reason)``; the bytes are decoded as the
+    file would be.
+    """
     from .images import ImageDataset
 
-    dataset = ImageDataset(list(batch["path"]), list(batch["position"]), preprocess, min_side=min_side)
+    sources = list(batch["path"])
+    unfetched = {}
+    if fetch is not None:
+        for i, (content, reason) in enumerate(fetch_all(fetch, sources)):
+            if reason is not None:
+                unfetched[i] = reason
+            else:
+                sources[i] = io.BytesIO(content)
+    dataset = ImageDataset(sources, list(batch["position"]), preprocess, min_side=min_side)
     tensors, reasons, contents, shape = [], [], [], None
     for i in range(len(dataset)):
+        if i in unfetched:
+            tensors.append(None)
+            reasons.append(UNFETCHED + unfetched[i])
+            contents.append(False)
+            continue
         _, tensor, failure = dataset[i]
         if tensor is not None:
             shape = tuple(tensor.shape)
@@ -163,13 +214,15 @@ def _cluster_nodes(ray):
         return 1
 
 
-def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_size, on_rows):
+def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_size, on_rows, fetch=None):
     """Embed ``todo`` (list of (position, path)) on the cluster at ``address``.
 
     ``spec`` names the encoder (each actor loads it), ``preprocess`` and
-    ``min_side`` are the decoding stage's.  ``on_rows(rows)`` is called on the
-    driver with each returned batch as a list of ``(position, vector or
-    None, reason, content)``; returns the number of rows handled.
+    ``min_side`` are the decoding stage's, ``fetch`` (optional) how a worker
+    gets an image's bytes from its path (see :func:`decode_images`).
+    ``on_rows(rows)`` is called on the driver with each returned batch as a
+    list of ``(position, vector or None, reason, content)``; returns the
+    number of rows handled.
     """
     opened = connect(address)
     import ray
@@ -188,7 +241,7 @@ def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_
         blocks = max(1, min(len(items), 4 * actors, -(-len(items) // max(1, batch_size))))
         dataset = ray.data.from_items(items, override_num_blocks=blocks)
         dataset = dataset.map_batches(decode_images, batch_size=batch_size, batch_format="numpy",
-                                      fn_kwargs={"preprocess": preprocess, "min_side": min_side})
+                                      fn_kwargs={"preprocess": preprocess, "min_side": min_side, "fetch": fetch})
         dataset = dataset.map_batches(EncodeImages, batch_size=batch_size, batch_format="numpy",
                                       fn_constructor_kwargs={"spec": spec, "precision": precision,
                                                              "use_gpu": bool(gpus)},
@@ -205,7 +258,9 @@ def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_
         except Exception as exc:
             if not type(exc).__module__.startswith("ray"):
                 raise
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            first = (str(exc).strip().splitlines() or [""])[0]
+            # A fetcher that holds a credential can blank it out of whatever the failure says.
+            first = (fetch.scrub(first) if callable(getattr(fetch, "scrub", None)) else first)[:300]
             raise ActiveFTError(f"the Ray job failed after {done} of {len(todo)} images ({type(exc).__name__}: "
                                 f"{first}); those are in the cache: run the same command again to embed the "
                                 f"rest") from None
@@ -217,4 +272,5 @@ def embed_on_ray(address, spec, preprocess, min_side, todo, *, precision, batch_
     return done
 
 
-__all__ = ["ACTOR_CPUS", "check_address", "connect", "decode_images", "EncodeImages", "embed_on_ray"]
+__all__ = ["ACTOR_CPUS", "FETCH_THREADS", "UNFETCHED", "check_address", "connect", "decode_images", "EncodeImages",
+           "embed_on_ray", "fetch_all"]

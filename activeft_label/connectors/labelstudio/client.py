@@ -67,6 +67,18 @@ class Connection:
         ours, theirs = urllib.parse.urlsplit(self.url), urllib.parse.urlsplit(url)
         return (ours.scheme, ours.netloc.lower()) == (theirs.scheme, theirs.netloc.lower())
 
+    def remote_images(self):
+        """A picklable fetcher of this server's task images for other processes: a :class:`._remote.RemoteImages`.
+
+        It carries the API key (Ray workers need it to fetch uploaded and
+        local files), sends it to this server only, and never shows it.
+        """
+        from ._remote import RemoteImages
+
+        timeout = self.http.timeout
+        return RemoteImages(self.url, self._key, self.token_kind, retries=self.retries, backoff=self.backoff,
+                            timeout=timeout.read or 60.0, connect_timeout=timeout.connect or 5.0)
+
     def close(self):
         """Close the HTTP connections (of this object and of the SDK client)."""
         self.http.close()

@@ -1,7 +1,5 @@
 """Pulling a project's tasks and their images, and embedding them into a selection pool."""
 
-import base64
-import binascii
 import concurrent.futures
 import hashlib
 import os
@@ -14,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import InputError
-from ._http import as_dict, authorization_headers, call_sdk, is_transient_status, progress_bar, sleep_before_retry
+from ._http import as_dict, authorization_headers, call_sdk, progress_bar
+from ._remote import Broken, decode_data_uri, fetch_url
 from .fields import ID_FIELD, IMAGE_FIELD
 from .projects import get_project, project_url
 
@@ -90,53 +89,6 @@ def image_ref_kind(ref):
     return "unknown"
 
 
-class _Broken(Exception):
-    """An image reference that could not be fetched; the message is the reason."""
-
-
-def _fetch(conn, url, max_redirects=5):
-    """GET ``url``: the key only goes to the Label Studio server, redirects are followed by hand."""
-    import httpx
-
-    for _ in range(max_redirects + 1):
-        ours = conn.same_origin(url)
-        headers = authorization_headers(conn, "fetch an image") if ours else {}
-        retries = conn.retries if ours else min(conn.retries, 1)  # other hosts: one retry (a dead host costs little)
-        for attempt in range(retries + 1):
-            try:
-                response = conn.http.get(url, headers=headers)
-            except httpx.HTTPError as exc:
-                if attempt < retries and isinstance(exc, httpx.TransportError):
-                    sleep_before_retry(conn, attempt)
-                    continue
-                raise _Broken(conn.scrub(f"{type(exc).__name__}: {exc}")[:200]) from None
-            if is_transient_status(response.status_code) and attempt < retries:
-                sleep_before_retry(conn, attempt)
-                continue
-            break
-        if response.is_redirect and response.headers.get("location"):
-            url = urllib.parse.urljoin(url, response.headers["location"])
-            continue
-        if response.status_code == 401 and conn.same_origin(url):
-            raise _Broken("HTTP 401 from Label Studio (the key's user may not read this file)")
-        if response.status_code >= 400:
-            raise _Broken(f"HTTP {response.status_code}")
-        if not response.content:
-            raise _Broken("empty answer")
-        return response.content, response.headers.get("content-type", "")
-    raise _Broken("too many redirects")
-
-
-def _decode_data_uri(ref):
-    header, _, payload = ref.partition(",")
-    try:
-        if header.endswith(";base64"):
-            return base64.b64decode(payload, validate=False), header[5:].split(";")[0]
-        return urllib.parse.unquote_to_bytes(payload), header[5:].split(";")[0]
-    except (ValueError, binascii.Error):
-        raise _Broken("malformed data: URI") from None
-
-
 @dataclass
 class LabelStudioPool:
     """Features of a project's tasks, ready for selection.
@@ -199,10 +151,14 @@ def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, dev
     files (``/data/local-files/?d=...``), cloud storage URIs (resolved by
     Label Studio to presigned or proxied URLs), plain http(s) URLs, or
     ``data:`` URIs.  The API key is only sent to the Label Studio server.
-    Images are kept under ``cache_dir/labelstudio`` (one file per
-    reference, fetched once), so the embeddings cache works across runs;
-    with ``cache_dir=False`` they go to a temporary folder.  Broken
-    references and unreadable images are skipped and listed.
+    Here, images are downloaded under ``cache_dir/labelstudio`` (one file
+    per reference, fetched once; a temporary folder with
+    ``cache_dir=False``).  With ``ray_address`` the Ray workers fetch them
+    themselves, with the key (:meth:`.Connection.remote_images`), and this
+    process downloads nothing.  Either way the embedding cache knows each
+    image by the server and its reference, so a second run, on Ray or here,
+    embeds nothing.  Broken references and unreadable images are skipped and
+    listed.
     """
     from ...embeddings import DEFAULT_MODEL, default_cache_dir, embed_images
 
@@ -226,38 +182,55 @@ def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, dev
         for task in pull_tasks(conn, project["id"], resolve_uri=True):
             resolved[task["id"]] = task["data"].get(field)
 
-    temporary = cache_dir is False
-    if temporary:
-        folder = tempfile.mkdtemp(prefix="activeft-labelstudio-")
-    else:
-        host = hashlib.sha1(conn.url.encode()).hexdigest()[:12]
-        folder = os.path.join(cache_dir or default_cache_dir(), "labelstudio", host)
-        os.makedirs(folder, exist_ok=True)
+    def skip(position, reason):
+        skipped.append((tasks[position]["id"], f"{_short_ref(tasks[position]['data'].get(field))}: {reason}"))
+
+    items = []  # (position, reference, what embed_images reads: a downloaded file, or what the workers fetch)
+    folder, temporary, fetch = None, cache_dir is False, None
     try:
-        files = _download_all(conn, tasks, wanted, resolved, folder, download_workers, progress)
-        fetched = [(pos, path) for pos, path in files.items() if not isinstance(path, _Broken)]
-        for pos, error in files.items():
-            if isinstance(error, _Broken):
-                skipped.append((tasks[pos]["id"], f"{_short_ref(tasks[pos]['data'].get(field))}: {error}"))
-        fetched.sort()
+        if ray_address is not None:
+            # The workers fetch the images: no shared file system needed, and nothing passes through here.
+            for position, ref, kind in wanted:
+                try:
+                    items.append((position, ref, _source(conn, tasks[position]["id"], ref, kind, resolved)))
+                except Broken as exc:
+                    skip(position, exc)
+            fetch = conn.remote_images()
+        else:
+            if temporary:
+                folder = tempfile.mkdtemp(prefix="activeft-labelstudio-")
+            else:
+                host = hashlib.sha1(conn.url.encode()).hexdigest()[:12]
+                base = default_cache_dir() if cache_dir in (None, True) else cache_dir
+                folder = os.path.join(base, "labelstudio", host)
+                os.makedirs(folder, exist_ok=True)
+            files = _download_all(conn, tasks, wanted, resolved, folder, download_workers, progress)
+            for position, ref, _ in wanted:
+                if isinstance(files[position], Broken):
+                    skip(position, files[position])
+                else:
+                    items.append((position, ref, files[position]))
         features = np.zeros((0, 0), dtype=np.float32)
         kept_positions = []
         used = None
-        if fetched:
-            embedded = embed_images([path for _, path in fetched], model=model or DEFAULT_MODEL, pretrained=pretrained,
-                                    batch_size=batch_size, num_workers=num_workers, device=device,
-                                    cache_dir=cache_dir, progress=progress, precision=precision,
-                                    ray_address=ray_address)
+        if items:
+            embedded = embed_images([source for _, _, source in items], model=model or DEFAULT_MODEL,
+                                    pretrained=pretrained, batch_size=batch_size, num_workers=num_workers,
+                                    device=device, cache_dir=cache_dir, progress=_image_progress(progress),
+                                    precision=precision,
+                                    ray_address=ray_address, keys=[_image_key(conn, ref) for _, ref, _ in items],
+                                    fetch=fetch)
             used = embedded.precision
             features = embedded.features
-            kept_positions = [fetched[i][0] for i in embedded.kept]
-            by_path = {path: pos for pos, path in fetched}
-            for path, reason in embedded.skipped:
-                pos = by_path.get(path)
-                if pos is not None:
-                    skipped.append((tasks[pos]["id"], f"{_short_ref(tasks[pos]['data'].get(field))}: {reason}"))
+            kept = set(embedded.kept.tolist())
+            kept_positions = [items[i][0] for i in sorted(kept)]
+            # Every item is either kept or skipped, and both lists keep the input order.
+            missing = [i for i in range(len(items)) if i not in kept]
+            assert len(missing) == len(embedded.skipped)
+            for i, (_, reason) in zip(missing, embedded.skipped):
+                skip(items[i][0], reason)
     finally:
-        if temporary:
+        if temporary and folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
     if not kept_positions:
         first = skipped[0] if skipped else (None, "")
@@ -272,6 +245,28 @@ def embed_tasks(conn, project, tasks, field, *, model=None, pretrained=None, dev
                            skipped=skipped, precision=used)
 
 
+def _image_progress(progress):
+    """``progress`` as :func:`embed_images` takes it: a callable here reports ``(fraction, message)``, as the
+    download bar does (the App's progress), where embed_images calls ``(done, total)``."""
+    if not callable(progress):
+        return progress
+    return lambda done, total: progress(min(1.0, done / max(1, total)), f"Embedding: {done} of {total} images")
+
+
+def _image_key(conn, ref):
+    """The embedding cache's key of a task image: the server and a digest of the reference.
+
+    As stable as the downloaded file always was: one file per reference,
+    fetched once and never again, so a reference's features never changed
+    either.  What a reference names does not change in practice (uploads get
+    a name of their own; an image replaced at the same URL or path kept its
+    old features before too, until the cache was cleared).  The bytes a Ray
+    worker fetches for a reference are the ones this process would download,
+    so rows computed on Ray and here serve each other.
+    """
+    return f"labelstudio:{conn.url}#{hashlib.sha1(ref.encode('utf-8')).hexdigest()}"
+
+
 def _short_ref(ref, limit=80):
     text = str(ref)
     if text.startswith("data:"):
@@ -279,8 +274,25 @@ def _short_ref(ref, limit=80):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _source(conn, task_id, ref, kind, resolved):
+    """Where a reference's image is fetched from: an absolute URL, or the ``data:`` URI itself."""
+    if kind == "inline":
+        return ref
+    url = ref
+    if kind == "storage":
+        url = resolved.get(task_id) or ""
+        if image_ref_kind(url) not in ("server", "http"):
+            raise Broken("Label Studio could not resolve this cloud storage URI; connect the storage to the project")
+    if url.startswith("/"):
+        url = conn.url + url
+    return url
+
+
 def _download_all(conn, tasks, wanted, resolved, folder, workers, progress):
-    """Fetch the images; returns {task position: local path or _Broken}."""
+    """Fetch the images; returns {task position: local path or Broken}."""
+
+    def auth():
+        return authorization_headers(conn, "fetch an image")
 
     def one(item):
         position, ref, kind = item
@@ -288,19 +300,9 @@ def _download_all(conn, tasks, wanted, resolved, folder, workers, progress):
         if os.path.isfile(path):  # fetched by an earlier run (a file per reference)
             return position, path
         try:
-            if kind == "inline":
-                content, _ = _decode_data_uri(ref)
-            else:
-                url = ref
-                if kind == "storage":
-                    url = resolved.get(tasks[position]["id"]) or ""
-                    if image_ref_kind(url) not in ("server", "http"):
-                        raise _Broken("Label Studio could not resolve this cloud storage URI; connect the storage "
-                                      "to the project")
-                if url.startswith("/"):
-                    url = conn.url + url
-                content, _ = _fetch(conn, url)
-        except _Broken as exc:
+            source = _source(conn, tasks[position]["id"], ref, kind, resolved)
+            content = decode_data_uri(source)[0] if kind == "inline" else fetch_url(conn, source, auth)[0]
+        except Broken as exc:
             return position, exc
         fd, tmp = tempfile.mkstemp(prefix=".part-", dir=folder)
         with os.fdopen(fd, "wb") as handle:
