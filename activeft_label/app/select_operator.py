@@ -41,8 +41,6 @@ method, temperature, iterations, seed, center
 
 import numbers
 import os
-import queue
-import threading
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -56,6 +54,7 @@ from ..errors import InputError
 from ..selection import METHODS
 from ..selection.options import SelectionOptions
 from .forms import schedule_notice
+from .progress import run_with_progress, show_results, showing_errors
 from ..connectors import fiftyone as connector
 
 #: Above this many samples to embed, the form proposes a delegated (background) run.
@@ -302,47 +301,31 @@ class SelectSamples(foo.Operator):
                 target, progress=lambda fraction, message: ctx.set_progress(progress=fraction, label=message),
                 **options)
             return summary.to_dict()
-        return self._stream(ctx, target, options)
+        return showing_errors(ctx, self._stream(ctx, target, options))
 
     def _stream(self, ctx, target, options):
         """Run in a worker thread; yield the App's progress bar, then show the ranked samples."""
-        messages = queue.Queue()
-        outcome = {}
-
-        def work():
-            try:
-                outcome["summary"] = connector.select_samples(
-                    target, progress=lambda fraction, message: messages.put((fraction, message)), **options)
-            except BaseException as exc:  # re-raised below, in the operator's thread
-                outcome["error"] = exc
-            finally:
-                messages.put(None)
-
-        worker = threading.Thread(target=work, name="activeft-select", daemon=True)
-        worker.start()
-        while True:
-            item = messages.get()
-            if item is None:
-                break
-            fraction, message = item
-            yield ctx.ops.set_progress(label=message, progress=fraction)
-        worker.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        summary = outcome["summary"]
+        summary = yield from run_with_progress(
+            ctx, lambda progress: connector.select_samples(target, progress=progress, **options), "activeft-select")
         # The App knows only the saved views it loaded, so the ranked view is sent as stages (a Select, ordered).
         yield ctx.ops.reload_dataset()
         yield ctx.ops.set_view(view=ctx.dataset.load_saved_view(summary.saved_view))
+        yield show_results(ctx, _select_outputs(), summary.to_dict())   # in place of the finished progress bar
         yield ctx.ops.notify(f"ActiveFT selected {summary.count} of {summary.target_size} samples: tag "
                              f"{summary.tag!r}, rank field {summary.rank_field!r}, saved view "
                              f"{summary.saved_view!r} (rank 1 first)", variant="success")
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.int("selected", label="Selected samples")
-        outputs.int("target_size", label="Target size")
-        outputs.float("coverage", label="Coverage (lower is better)")
-        outputs.str("saved_view", label="Saved view (rank 1 first)")
-        outputs.str("tag", label="Tag")
-        outputs.str("rank_field", label="Rank field")
-        return types.Property(outputs, view=types.View(label="ActiveFT selection"))
+        return _select_outputs()
+
+
+def _select_outputs():
+    """The selection's output form (``resolve_output``'s, and what an immediate run shows itself)."""
+    outputs = types.Object()
+    outputs.int("selected", label="Selected samples")
+    outputs.int("target_size", label="Target size")
+    outputs.float("coverage", label="Coverage (lower is better)")
+    outputs.str("saved_view", label="Saved view (rank 1 first)")
+    outputs.str("tag", label="Tag")
+    outputs.str("rank_field", label="Rank field")
+    return types.Property(outputs, view=types.View(label="ActiveFT selection"))

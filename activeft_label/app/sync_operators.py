@@ -20,6 +20,7 @@ pull_from_labelstudio
 """
 
 import functools
+import inspect
 import re
 
 import fiftyone.operators as foo
@@ -30,6 +31,7 @@ from ..connectors import fiftyone as fo_connector
 from ..connectors import labelstudio as ls_connector
 from ..errors import ActiveFTError, InputError
 from .forms import schedule_notice
+from .progress import run_with_progress, show_results, showing_errors
 
 _SECRETS_HELP = ("set the plugin secrets LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (in open-source FiftyOne: "
                  "environment variables of the App's process) and restart the App")
@@ -68,16 +70,28 @@ def in_app_words(message):
     return message
 
 
+def _translated(exc):
+    translated = type(exc)(in_app_words(str(exc)))
+    translated.exit_code = exc.exit_code
+    return translated
+
+
 def _app_errors(execute):
-    """Errors of an operator's run in the App's words (same error type and exit status)."""
+    """Errors of an operator's run in the App's words (same error type and exit status).
+
+    An immediate run's generator also shows its error in the App before it
+    raises it (:func:`.progress.showing_errors`).
+    """
+    def app_words(exc):
+        return _translated(exc) if isinstance(exc, ActiveFTError) else exc
+
     @functools.wraps(execute)
     def wrapper(self, ctx):
         try:
-            return execute(self, ctx)
+            result = execute(self, ctx)
         except ActiveFTError as exc:
-            translated = type(exc)(in_app_words(str(exc)))
-            translated.exit_code = exc.exit_code
-            raise translated from None
+            raise _translated(exc) from None
+        return showing_errors(ctx, result, app_words) if inspect.isgenerator(result) else result
 
     return wrapper
 
@@ -121,6 +135,7 @@ class PushToLabelStudio(foo.Operator):
             label="ActiveFT: push the selection to Label Studio",
             description="Queue the samples worth annotating first in a Label Studio project, in priority order",
             dynamic=True,
+            execute_as_generator=True,      # an immediate run yields its progress (progress.py)
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
@@ -165,40 +180,62 @@ class PushToLabelStudio(foo.Operator):
 
     @_app_errors
     def execute(self, ctx):
+        """Delegated: push, reporting with ``ctx.set_progress``, and return the result.  Immediate: a generator
+        that yields the progress, then shows the result (tasks queued and created, the priority view's link)."""
         params = ctx.params
         options = {"embeddings_field": params.get("embeddings_field") or None}
-        on_progress = ((lambda fraction, message: ctx.set_progress(progress=fraction, label=message))
-                       if ctx.delegated else False)
-        with _connect(ctx) as conn:
-            result = sync.push(
-                ctx.target_view(), conn, params.get("budget") or None,
-                project_id=_optional_int(params.get("project_id"), "project_id"),
-                title=params.get("title") or None, labels=params.get("labels") or None,
-                task=params.get("task") or "classification", round_number=int(params.get("round") or 1),
-                run_name=params.get("run_name") or fo_connector.DEFAULT_RUN_NAME,
-                reselect=bool(params.get("reselect")), task_field=params.get("task_field") or sync.TASK_FIELD,
-                images=params.get("images") or "auto",
-                document_root=params.get("document_root") or None, selection_options=options, progress=on_progress)
         if not ctx.delegated:
-            ctx.ops.reload_dataset()
-            ctx.ops.notify(f"Queued {result.queued} samples in Label Studio project {result.project_id} "
-                           f"({result.created} new tasks)", variant="success")
-        return {"project_id": result.project_id, "round": result.round, "run_name": result.run_name,
-                "selected": result.selected, "queued": result.queued, "created": result.created,
-                "cleared": result.cleared,
-                "reused": result.reused, "url": result.url, "missing_samples": len(result.missing_samples),
-                "message": result.describe()}
+            options["num_workers"] = 0      # an immediate run embeds inside the App server: no DataLoader workers
+        arguments = dict(
+            budget=params.get("budget") or None,
+            project_id=_optional_int(params.get("project_id"), "project_id"),
+            title=params.get("title") or None, labels=params.get("labels") or None,
+            task=params.get("task") or "classification",
+            round_number=_optional_int(params.get("round"), "round") or 1,
+            run_name=params.get("run_name") or fo_connector.DEFAULT_RUN_NAME,
+            reselect=bool(params.get("reselect")), task_field=params.get("task_field") or sync.TASK_FIELD,
+            images=params.get("images") or "auto",
+            document_root=params.get("document_root") or None, selection_options=options)
+        target = ctx.target_view()
+        conn = _connect(ctx)              # a missing secret or a refused key fails here, before the run starts
+        if ctx.delegated:
+            with conn:
+                result = sync.push(target, conn, progress=lambda fraction, message: ctx.set_progress(
+                    progress=fraction, label=message), **arguments)
+            return _push_results(result)
+        return self._immediate(ctx, target, conn, arguments)
+
+    def _immediate(self, ctx, target, conn, arguments):
+        with conn:
+            result = yield from run_with_progress(
+                ctx, lambda progress: sync.push(target, conn, progress=progress, **arguments), "activeft-push")
+        results = _push_results(result)
+        yield ctx.ops.reload_dataset()
+        yield show_results(ctx, _push_outputs(results), results)
+        yield ctx.ops.notify(f"Queued {result.queued} samples in Label Studio project {result.project_id} "
+                             f"({result.created} new tasks)", variant="success")
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.int("queued", label="Samples queued")
-        outputs.int("created", label="Tasks created")
-        outputs.str("url", label="Priority view")
-        url = (getattr(ctx, "results", None) or {}).get("url")
-        if url:
-            outputs.view("open_url", types.LinkView(href=url, label="Open the priority view in Label Studio"))
-        outputs.str("message", label="Summary")
-        return types.Property(outputs, view=types.View(label="Pushed to Label Studio"))
+        return _push_outputs(getattr(ctx, "results", None) or {})
+
+
+def _push_results(result):
+    return {"project_id": result.project_id, "round": result.round, "run_name": result.run_name,
+            "selected": result.selected, "queued": result.queued, "created": result.created,
+            "cleared": result.cleared, "reused": result.reused, "url": result.url,
+            "missing_samples": len(result.missing_samples), "message": result.describe()}
+
+
+def _push_outputs(results):
+    """The push's output form (what ``resolve_output`` returns, and what an immediate run shows itself)."""
+    outputs = types.Object()
+    outputs.int("queued", label="Samples queued")
+    outputs.int("created", label="Tasks created")
+    outputs.str("url", label="Priority view")
+    if results.get("url"):
+        outputs.view("open_url", types.LinkView(href=results["url"], label="Open the priority view in Label Studio"))
+    outputs.str("message", label="Summary")
+    return types.Property(outputs, view=types.View(label="Pushed to Label Studio"))
 
 
 class PullFromLabelStudio(foo.Operator):
@@ -211,6 +248,7 @@ class PullFromLabelStudio(foo.Operator):
             label="ActiveFT: pull annotations from Label Studio",
             description="Write the finished annotations of a Label Studio project to a label field",
             dynamic=True,
+            execute_as_generator=True,      # an immediate run yields its progress (progress.py)
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
@@ -234,28 +272,49 @@ class PullFromLabelStudio(foo.Operator):
 
     @_app_errors
     def execute(self, ctx):
+        """Delegated: pull, reporting with ``ctx.set_progress``, and return the result.  Immediate: a generator
+        that yields the progress (annotations read out of the tasks), then shows the result."""
         params = ctx.params
         project_id = _optional_int(params.get("project_id"), "project_id")
         if project_id is None:
             raise InputError("project_id is required")
-        with _connect(ctx) as conn:
-            on_progress = ((lambda fraction, message: ctx.set_progress(progress=fraction, label=message))
-                           if ctx.delegated else None)
-            result = sync.pull(ctx.target_view(), conn, project_id, params.get("label_field") or "ground_truth",
-                               overwrite=bool(params.get("overwrite")), control=params.get("control") or None,
-                               progress=on_progress)
-        if not ctx.delegated:
-            ctx.ops.reload_dataset()
-            ctx.ops.reload_samples()          # the open grid and sample view show the new labels at once
-            ctx.ops.notify(f"{len(result.written)} labels written to {result.label_field!r}", variant="success")
-        return {"written": len(result.written), "unchanged": len(result.unchanged),
-                "conflicts": len(result.conflicts), "cancelled": len(result.cancelled),
-                "missing_samples": len(result.missing_samples), "deleted_tasks": len(result.deleted_tasks),
-                "message": result.describe()}
+        arguments = dict(overwrite=bool(params.get("overwrite")), control=params.get("control") or None)
+        label_field = params.get("label_field") or "ground_truth"
+        target = ctx.target_view()
+        conn = _connect(ctx)              # a missing secret or a refused key fails here, before the run starts
+        if ctx.delegated:
+            with conn:
+                result = sync.pull(target, conn, project_id, label_field, progress=lambda fraction, message:
+                                   ctx.set_progress(progress=fraction, label=message), **arguments)
+            return _pull_results(result)
+        return self._immediate(ctx, target, conn, project_id, label_field, arguments)
+
+    def _immediate(self, ctx, target, conn, project_id, label_field, arguments):
+        with conn:
+            result = yield from run_with_progress(
+                ctx, lambda progress: sync.pull(target, conn, project_id, label_field, progress=progress,
+                                                **arguments), "activeft-pull")
+        results = _pull_results(result)
+        yield ctx.ops.reload_dataset()
+        yield ctx.ops.reload_samples()          # the open grid and sample view show the new labels at once
+        yield show_results(ctx, _pull_outputs(), results)
+        yield ctx.ops.notify(f"{len(result.written)} labels written to {result.label_field!r}", variant="success")
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.int("written", label="Labels written")
-        outputs.int("conflicts", label="Kept (a different label was there)")
-        outputs.str("message", label="Summary")
-        return types.Property(outputs, view=types.View(label="Pulled from Label Studio"))
+        return _pull_outputs()
+
+
+def _pull_results(result):
+    return {"written": len(result.written), "unchanged": len(result.unchanged),
+            "conflicts": len(result.conflicts), "cancelled": len(result.cancelled),
+            "missing_samples": len(result.missing_samples), "deleted_tasks": len(result.deleted_tasks),
+            "message": result.describe()}
+
+
+def _pull_outputs():
+    """The pull's output form (what ``resolve_output`` returns, and what an immediate run shows itself)."""
+    outputs = types.Object()
+    outputs.int("written", label="Labels written")
+    outputs.int("conflicts", label="Kept (a different label was there)")
+    outputs.str("message", label="Summary")
+    return types.Property(outputs, view=types.View(label="Pulled from Label Studio"))

@@ -426,3 +426,115 @@ def test_delete_run_removes_its_tags_ranks_view_and_record_and_keeps_what_others
     assert _ranks(ds) == {sid: rank for rank, sid in enumerate(first.sample_ids, start=1)}
     assert aft.get_run(ds, "activeft")["sample_ids"] == first.sample_ids
     assert ds.count("gt") == len(ds)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# FiftyOne's own delete_run / delete_runs (the run class's cleanup(), runs.py)
+
+
+def _tags_by_id(dataset):
+    return {sid: set(tags) for sid, tags in zip(*dataset.values(["id", "tags"]))}
+
+
+def test_fiftyones_own_delete_run_removes_our_tags_ranks_and_view_and_keeps_what_others_own(ds):
+    from activeft_label.connectors.fiftyone.runs import ActiveFTRunConfig
+
+    ids = ds.values("id")
+    ds.select(ids).tag_samples("mine")                     # the user's own tag, everywhere
+    ds.select(ids[:20]).tag_samples("picked")              # ... and the second run's tag, on half the samples
+    ds.set_values("gt", [fo.Classification(label="x")] * len(ds))
+    first = aft.select_samples(ds, 6, embeddings_field="emb")
+    second = aft.select_samples(ds, 6, embeddings_field="emb", run_name="second", rank_field="second_rank",
+                                tag="picked", seed=1)
+    assert isinstance(ds.get_run_info("second").config, ActiveFTRunConfig)
+    user_tagged = set(second.sample_ids) & set(ids[:20])
+    run_tagged = set(second.sample_ids) - user_tagged
+    assert user_tagged and run_tagged, "the seed should pick samples on both sides (adjust the seed)"
+    before = _tags_by_id(ds)
+
+    ds.delete_run("second")                                 # FiftyOne's own method, nothing of ours called
+
+    ds.reload()
+    assert "second" not in ds.list_runs() and "second" not in ds.list_saved_views()
+    assert not _ranks(ds, "second_rank")                    # its rank values are unset (the field may stay)
+    after = _tags_by_id(ds)
+    for sid in ids:
+        expected = before[sid] - ({"picked"} if sid in run_tagged else set())
+        assert after[sid] == expected, sid                  # only the tag the run added comes off
+    assert all("picked" in after[sid] for sid in ids[:20])  # the user's own copies of that tag stay
+    # The other run keeps its tags, ranks, view and record; labels are untouched.
+    assert _tagged(ds) == set(first.sample_ids)
+    assert _ranks(ds) == {sid: rank for rank, sid in enumerate(first.sample_ids, start=1)}
+    assert ds.load_saved_view("activeft").values("id") == first.sample_ids
+    assert aft.get_run(ds, "activeft")["sample_ids"] == first.sample_ids
+    assert ds.count("gt") == len(ds)
+
+
+def test_delete_runs_cleans_up_every_run_and_a_held_run_is_cleaned_with_a_warning(ds, caplog):
+    import logging
+
+    ids = ds.values("id")
+    ds.select(ids[:3]).tag_samples("mine")
+    aft.select_samples(ds, 5, embeddings_field="emb")
+    aft.select_samples(ds, 5, embeddings_field="emb", run_name="round2", exclude_labeled="activeft_rank")
+    # A run of someone else's on the same dataset: FiftyOne deletes it too, and its cleanup is its own (none).
+    ds.register_run("theirs", ds.init_run(method="something"))
+    # "round2" was pushed: Label Studio tasks still point at its samples.
+    aft.set_holds(ds, "labelstudio test project 9", {"round2": ("round 2 of Label Studio project 9", [])})
+
+    # The command line keeps refusing a held run without --force, and writes nothing.
+    refused = CliRunner().invoke(main, ["fiftyone", "delete-run", "round2", "-d", ds.name])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert "round2" in ds.list_runs() and ds.count("activeft_rank") == 10
+
+    # FiftyOne's delete_runs() has no refusal: the held run is cleaned up all the same, and a warning says so.
+    with caplog.at_level(logging.WARNING, logger="activeft_label"):
+        ds.delete_runs()
+    assert any("'round2' was pushed (round 2 of Label Studio project 9)" in r.getMessage()
+               and "tasks stay" in r.getMessage() for r in caplog.records), caplog.text
+    ds.reload()
+    assert ds.list_runs() == [] and ds.list_saved_views() == []
+    assert ds.count("activeft_rank") == 0 and ds.count_sample_tags() == {"mine": 3}
+    assert aft.run_holds(ds, "round2") == []
+
+
+def test_records_of_earlier_versions_keep_loading_and_are_cleaned_up_once_upgraded(ds):
+    import fiftyone.core.runs as fors
+
+    from activeft_label.connectors.fiftyone.runs import ActiveFTRunConfig
+
+    def downgrade(name):
+        """Write the record the way versions before runs.py did: FiftyOne's plain RunConfig."""
+        values = ds.get_run_info(name).config.serialize()
+        ds.update_run_config(name, fors.RunConfig(**{k: v for k, v in values.items() if k not in ("cls", "type")}))
+        assert type(ds.get_run_info(name).config) is fors.RunConfig
+
+    old = aft.select_samples(ds, 4, embeddings_field="emb", run_name="old", rank_field="old_rank")
+    downgrade("old")
+    assert aft.get_run(ds, "old")["sample_ids"] == old.sample_ids and aft.list_runs(ds) == ["old"]
+
+    # The CLI cleans up an old record fully.
+    out = CliRunner().invoke(main, ["fiftyone", "delete-run", "old", "-d", ds.name])
+    assert out.exit_code == 0, out.output
+    ds.reload()
+    assert ds.list_runs() == [] and ds.count("old_rank") == 0 and ds.count_sample_tags() == {}
+
+    # The next selection upgrades old records (only their class changes) and can replace an old record itself.
+    aft.select_samples(ds, 4, embeddings_field="emb", run_name="old", rank_field="old_rank")
+    downgrade("old")
+    again = aft.select_samples(ds, 5, embeddings_field="emb", run_name="old", rank_field="old_rank", seed=2)
+    assert isinstance(ds.get_run_info("old").config, ActiveFTRunConfig)
+    aft.select_samples(ds, 3, embeddings_field="emb", run_name="new", rank_field="new_rank",
+                       exclude_labeled="old_rank")
+    stamp = aft.get_run(ds, "old")["timestamp"]
+    downgrade("old")
+    aft.select_samples(ds, 3, embeddings_field="emb", run_name="new", rank_field="new_rank",
+                       exclude_labeled="old_rank", seed=4)
+    assert isinstance(ds.get_run_info("old").config, ActiveFTRunConfig)
+    kept = aft.get_run(ds, "old")                          # the same record, values and results
+    assert kept["sample_ids"] == again.sample_ids and kept["budget_spec"] == 5 and kept["timestamp"] == stamp
+    # ... and then FiftyOne's own delete_run cleans it up.
+    ds.delete_run("old")
+    ds.reload()
+    assert ds.count("old_rank") == 0 and "old" not in ds.list_saved_views()
+    assert ds.count_sample_tags() == {"activeft": 3}

@@ -129,6 +129,38 @@ def test_execute_on_selected_samples_with_own_names(installed, ds):
         ds.get_field_schema()
 
 
+def test_an_immediate_run_streams_its_progress_then_shows_its_result(installed, ds):
+    """What the App receives from an immediate run: set_progress messages in order, then the result (show_output).
+
+    FiftyOne drops a generator operator's return value (``result`` is None), so the result travels in the
+    run's own show_output request, which ``shown_results`` reads back for code callers.
+    """
+    from activeft_label.app.progress import shown_results
+
+    run = foo.execute_operator(URI, ctx={"dataset": ds, "params": {"budget": 4, "embeddings_field": "emb"}})
+    assert run.result is None
+    requests = run.executor.to_json()["requests"]
+    uris = [r["operator_uri"] for r in requests]
+    progress = [r["params"] for r in requests if r["operator_uri"] == "set_progress"]
+    assert len(progress) >= 3 and all(p.get("label") for p in progress)
+    fractions = [p["progress"] for p in progress]
+    assert fractions == sorted(fractions) and fractions[-1] <= 1
+    assert uris.index("show_output") > max(i for i, u in enumerate(uris) if u == "set_progress")
+    shown = shown_results(run)
+    assert shown["selected"] == 4 and shown["target_size"] == N and shown["saved_view"] == "activeft"
+    outputs = next(r for r in requests if r["operator_uri"] == "show_output")["params"]["outputs"]
+    assert set(outputs["type"]["properties"]) >= {"selected", "target_size", "saved_view"}
+    assert "notify" in uris and "set_view" in uris
+    ds.reload()
+    assert len(aft.get_run(ds, "activeft")["sample_ids"]) == 4
+
+
+def test_the_form_says_how_a_scheduled_run_executes(installed, ds):
+    text = _text(_form(ds, params={"budget": "3", "embeddings_field": "emb", "run_name": "later"}))
+    assert "fiftyone delegated launch" in text and "Operation successfully scheduled" in text
+    assert f"ActiveFT: select 3 of {ds.name} (run 'later')" in text     # the name the worker lists it under
+
+
 def test_form_shows_target_size_budget_and_problems(installed, ds):
     form = _form(ds, params={"budget": "10%", "embeddings_field": "emb"})
     assert "Target: 40 samples" in _text(form) and "Budget: 4 samples" in _text(form)

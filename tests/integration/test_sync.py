@@ -509,13 +509,19 @@ def plugin_installed(monkeypatch, server):
 def test_app_operators_push_and_pull(ds, conn, plugin_installed, monkeypatch):
     import fiftyone.operators as foo
 
+    from activeft_label.app.progress import shown_results
+
     title = _title()
     pushed = foo.execute_operator("@activeft/activeft-label/push_to_labelstudio", ctx={
         "dataset": ds, "view": ds.view(), "params": {"title": title, "labels": "a,b,c,d,e", "budget": "5",
                                                      "embeddings_field": "emb"}})
     assert pushed.error is None, pushed.error
-    assert pushed.result["queued"] == 5 and pushed.result["created"] == 5
-    project_id = pushed.result["project_id"]
+    # An immediate run is a generator (its progress reaches the App): its result is what it showed.
+    shown = shown_results(pushed)
+    assert shown["queued"] == 5 and shown["created"] == 5
+    steps = [r["params"] for r in pushed.executor.to_json()["requests"] if r["operator_uri"] == "set_progress"]
+    assert any("5 of 5" in step["label"] for step in steps), steps    # images / tasks done out of the total
+    project_id = shown["project_id"]
     selected = list(ds.load_saved_view("activeft").values("id"))
     tasks = _check_one_task_per_sample(ds, conn, project_id, selected)
     for task in tasks[:2]:
@@ -523,7 +529,9 @@ def test_app_operators_push_and_pull(ds, conn, plugin_installed, monkeypatch):
     pulled = foo.execute_operator("@activeft/activeft-label/pull_from_labelstudio", ctx={
         "dataset": ds, "view": ds.view(), "params": {"project_id": project_id, "label_field": "gt"}})
     assert pulled.error is None, pulled.error
-    assert pulled.result["written"] == 2
+    assert shown_results(pulled)["written"] == 2
+    steps = [r["params"] for r in pulled.executor.to_json()["requests"] if r["operator_uri"] == "set_progress"]
+    assert any(step["label"] == "read 5 of 5 tasks with their annotations" for step in steps), steps
     assert sorted(label.label for label in ds.exists("gt").values("gt")) == ["c", "c"]
     assert server_secret_absent(pushed, pulled)
 
@@ -544,6 +552,8 @@ def test_app_push_form_offers_reselect_and_reselecting_replaces_the_round(ds, co
     from fiftyone.operators.executor import ExecutionError, resolve_type
     from fiftyone.operators.registry import OperatorRegistry
 
+    from activeft_label.app.progress import shown_results
+
     uri = "@activeft/activeft-label/push_to_labelstudio"
     stages = json.loads(json_util.dumps(ds.view()._serialize()))
     form = asyncio.run(resolve_type(OperatorRegistry(), uri, {"dataset_name": ds.name, "view": stages,
@@ -553,7 +563,7 @@ def test_app_push_form_offers_reselect_and_reselecting_replaces_the_round(ds, co
     params = {"title": _title(), "labels": ",".join(GROUPS), "budget": "5", "embeddings_field": "emb"}
     first = foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": params})
     assert first.error is None, first.error
-    project_id = first.result["project_id"]
+    project_id = shown_results(first)["project_id"]
     before = set(ds.match_tags("activeft").values("id"))
     again = {"project_id": project_id, "budget": "8", "embeddings_field": "emb"}
     with pytest.raises(ExecutionError, match="already selected 5 samples.*tick 'Select this round again'"):
@@ -562,21 +572,26 @@ def test_app_push_form_offers_reselect_and_reselecting_replaces_the_round(ds, co
 
     redone = foo.execute_operator(uri, ctx={"dataset": ds, "view": ds.view(), "params": dict(again, reselect=True)})
     assert redone.error is None, redone.error
-    assert redone.result["selected"] == 8 and redone.result["queued"] == 8 and not redone.result["reused"]
+    redone = shown_results(redone)
+    assert redone["selected"] == 8 and redone["queued"] == 8 and not redone["reused"]
     after = list(ds.load_saved_view("activeft").values("id"))      # rank order
     assert set(ds.match_tags("activeft").values("id")) == set(after) and len(after) == 8
     rank_of = {t["data"][ls.ID_FIELD]: t["data"].get(ls.RANK_FIELD) for t in _tasks(conn, project_id)}
     assert [rank_of[sid] for sid in after] == list(range(1, 9))
     dropped = before - set(after)
     assert all(rank_of[sid] is None for sid in dropped)             # no two tasks share a rank
-    assert redone.result["cleared"] == len(dropped) > 0
-    assert f"{len(dropped)} no longer in the queue" in redone.result["message"]
+    assert redone["cleared"] == len(dropped) > 0
+    assert f"{len(dropped)} no longer in the queue" in redone["message"]
     assert len(rank_of) == len(before | set(after))                 # nothing duplicated
 
 
 def server_secret_absent(*results):
+    """The API key is in no result and in no request the run sent the App (progress, output, notifications)."""
+    import json
+
     key = os.environ.get("LABEL_STUDIO_API_KEY", "")
-    return all(key not in repr(r.result) for r in results)
+    return all(key not in repr(r.result) and key not in json.dumps(r.executor.to_json() if r.executor else None)
+               for r in results)
 
 
 def test_an_existing_project_with_another_label_config_is_refused(ds, conn):
@@ -610,6 +625,28 @@ def _two_rounds(ds, conn):
     from activeft_label.connectors import fiftyone as fo_connector
 
     return first.project_id, list(fo_connector.get_run(ds, "activeft")["sample_ids"])
+
+
+def test_fiftyones_own_delete_run_of_a_pushed_run_cleans_up_as_with_force_and_warns(ds, conn, caplog):
+    """FiftyOne's delete_run cannot refuse: a pushed run is cleaned up as `delete-run --force` does, with a warning."""
+    import logging
+
+    from activeft_label.connectors import fiftyone as fo_connector
+
+    pushed = _push(ds, conn, 6)
+    assert fo_connector.run_holds(ds, "activeft")                          # the push holds its run
+    refused = CliRunner().invoke(main, ["fiftyone", "delete-run", "activeft", "-d", ds.name])
+    assert refused.exit_code == 2 and "--force" in refused.output        # the command line still refuses
+
+    with caplog.at_level(logging.WARNING, logger="activeft_label"):
+        ds.delete_run("activeft")
+    assert any(f"project {pushed.project_id}" in r.getMessage() and "tasks stay" in r.getMessage()
+               for r in caplog.records), caplog.text
+    ds.reload()
+    assert ds.list_runs() == [] and "activeft" not in ds.list_saved_views()
+    assert ds.count_sample_tags() == {} and ds.count("activeft_rank") == 0
+    assert fo_connector.run_holds(ds, "activeft") == []
+    assert len(_tasks(conn, pushed.project_id)) == 6                       # the tasks stay in Label Studio
 
 
 def _ranks(conn, project_id):

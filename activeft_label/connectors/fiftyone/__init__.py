@@ -46,9 +46,11 @@ Modules
 return), :mod:`.target` (the dataset, view and fields), :mod:`.checks`
 (everything checked before a write), :mod:`.pull`, :mod:`.push`,
 :mod:`.labels` (labels from an annotation tool), :mod:`.holds` (which
-annotation queues a run feeds, so it is not replaced under them) and :mod:`.workflow`
-(:func:`select_samples`).  Everything public is importable from this
-package.
+annotation queues a run feeds, so it is not replaced under them), :mod:`.runs`
+(the FiftyOne run class of a selection run, whose ``cleanup()`` makes
+FiftyOne's own ``dataset.delete_run(name)`` remove its tags, ranks and saved
+view) and :mod:`.workflow` (:func:`select_samples`).  Everything public is
+importable from this package.
 """
 
 from .checks import preview

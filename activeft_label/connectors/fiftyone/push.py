@@ -3,6 +3,7 @@
 import json
 
 import fiftyone as fo
+import fiftyone.core.runs as fors
 import numpy as np
 from fiftyone.core.runs import RunResults
 
@@ -12,6 +13,7 @@ from .checks import activeft_runs, check_writable_field, own_rank_field, preview
 from .defaults import DEFAULT_RANK_FIELD, DEFAULT_RUN_NAME, DEFAULT_TAG, RUN_MARKER
 from .holds import check_deletable, release_run
 from .results import SelectionSummary
+from .runs import ActiveFTRunConfig, upgrade_records
 from .target import root_dataset
 
 
@@ -58,7 +60,9 @@ def delete_run(collection, run_name, *, force=False):
     from the samples this run tagged, the rank field is unset on the samples
     it ranked, its saved view and its FiftyOne run record are deleted.  A tag
     or rank that another activeft run also wrote on a sample stays; labels,
-    other fields and other tags are never touched.
+    other fields and other tags are never touched.  FiftyOne's own
+    ``dataset.delete_run(run_name)`` does the same cleanup (see
+    :mod:`.runs`), but cannot refuse a pushed run.
 
     Parameters
     ----------
@@ -76,11 +80,34 @@ def delete_run(collection, run_name, *, force=False):
         saved view was deleted), ``tag``, ``rank_field``.
     """
     dataset = root_dataset(collection)
-    record = get_run(dataset, run_name)
-    if record is None:
+    if get_run(dataset, run_name) is None:
         runs = ", ".join(repr(r) for r in list_runs(dataset)) or "none"
         raise InputError(f"dataset {dataset.name!r} has no activeft run {run_name!r} (its activeft runs: {runs})")
     check_deletable(dataset, run_name, force)
+    done = remove_run_values(dataset, run_name)
+    # The values are gone; the record goes without FiftyOne calling cleanup() again (records of earlier versions
+    # have no cleanup of their own, so the removal above is what cleans them).
+    fors.Run.delete_run(dataset, run_name, cleanup=False)
+    return done
+
+
+def remove_run_values(dataset, run_name):
+    """Remove what activeft run ``run_name`` wrote on ``dataset`` except its record; release its holds.
+
+    The tag comes off the samples the run tagged, the rank field is unset on
+    the samples it ranked (both only where no other activeft run wrote the
+    same tag or rank field on that sample), and the run's saved view is
+    deleted.  Nothing when the dataset has no such activeft run.  This is
+    :class:`.runs.ActiveFTRun`'s ``cleanup()``.
+
+    Returns
+    -------
+    dict
+        ``untagged``, ``unranked``, ``saved_view``, ``tag``, ``rank_field``.
+    """
+    record = get_run(dataset, run_name)
+    if record is None:
+        return {"untagged": 0, "unranked": 0, "saved_view": False, "tag": None, "rank_field": None}
     keep_tag, keep_rank = _owned_by_other_runs(_other_runs(dataset, run_name), record)
     tag, rank_field = record.get("tag"), record.get("rank_field")
     untag = sorted(set(record.get("tagged_ids", [])) - keep_tag)
@@ -95,7 +122,6 @@ def delete_run(collection, run_name, *, force=False):
     saved_view = run_name in dataset.list_saved_views()
     if saved_view:
         dataset.delete_saved_view(run_name)
-    dataset.delete_run(run_name)
     release_run(dataset, run_name)
     return {"untagged": len(untag), "unranked": len(unrank), "saved_view": saved_view, "tag": tag,
             "rank_field": rank_field}
@@ -212,8 +238,11 @@ def push(collection, pool, result, *, tag=DEFAULT_TAG, rank_field=DEFAULT_RANK_F
     config = _json_ready(config)
     method = config.pop("method")
     # The run record is written last, config and results in one call: a reader that finds the record (the App,
-    # a test, sync push) finds the tags, ranks and saved view already there.
-    run_config = collection.init_run(method=method, **config)
+    # a test, sync push) finds the tags, ranks and saved view already there.  Its class makes FiftyOne's own
+    # dataset.delete_run() clean up after it (runs.py); records of earlier versions get that class first (only
+    # the class changes), so that this one can replace them and delete_run() cleans them up too.
+    upgrade_records(dataset, activeft_runs(dataset))
+    run_config = ActiveFTRunConfig(method=method, **config)
     results = RunResults(
         collection, run_config, run_name, sample_ids=selected,
         ranks=list(range(rank_offset + 1, rank_offset + len(selected) + 1)),
