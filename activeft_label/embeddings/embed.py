@@ -1,8 +1,11 @@
 """Embedding image files: cached rows first, the rest through the encoder in batches."""
 
+import logging
+import mmap
 import os
 import sqlite3
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +23,15 @@ from ..devices import resolve_device
 
 #: Below this many images to embed, loading runs in the main process (workers cost more than they save).
 _MIN_IMAGES_FOR_WORKERS = 64
+
+#: Result matrices above this many bytes (1 GiB: 700,000 × 384 or 210,000 × 1280 rows) are memory-mapped from a
+#: temporary file, see :class:`_ResultRows`; smaller ones are plain arrays.
+MAPPED_RESULT_BYTES = 1 << 30
+
+#: Rows moved per step when skipped slots are squeezed out of the result (a 25 MB copy at 384-d).
+_COMPACT_ROWS = 16384
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -116,6 +128,19 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
     Missing, unreadable, corrupt and truncated images never stop the run:
     they are listed in ``result.skipped`` with a reason.  The encoder is only
     loaded when some image is not in the cache.
+
+    Rows go straight into one preallocated float32 matrix as they come,
+    cached ones streamed from SQLite a chunk at a time (no Python object per
+    row): an all-cached call of N × C peaks at about 1.2 × the N·C·4 bytes of
+    the result.  A result above :data:`MAPPED_RESULT_BYTES` (1 GiB) lives in
+    a temporary file mapped shared, in the cache folder (the system's
+    temporary folder without a cache), unlinked as soon as it is mapped: its
+    pages are file-backed, which the kernel can write back and reclaim under
+    memory pressure, and the file goes when the array does.  It needs that
+    much free disk; where no folder can take it, the matrix is held in
+    memory (with a warning).  ``result.features`` is the matrix itself where
+    every image was kept, else its first rows after the skipped slots are
+    squeezed out in place.
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise InputError("paths must be a list of image paths, not a single path; use list_images(source) first")
@@ -162,13 +187,15 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
 
     display = []
     skipped = {}
-    entries = []  # (position, cache key bytes, size, mtime_ns, path for reading or what fetch takes)
+    # (position, cache key bytes, size, mtime_ns, path for reading or what fetch takes, slot): ``slot`` is the
+    # entry's row in the result matrix (its index here; entries are in input order).
+    entries = []
     if keys is not None:
         for position, (raw, key) in enumerate(zip(paths, keys)):
             source = os.fsdecode(raw) if isinstance(raw, (bytes, os.PathLike)) else str(raw)
             display.append(source)
             # Size and mtime 0: the key alone is the image's identity.
-            entries.append((position, b"\0" + key.encode("utf-8"), 0, 0, source))
+            entries.append((position, b"\0" + key.encode("utf-8"), 0, 0, source, position))
     for position, raw in enumerate(paths if keys is None else ()):
         try:
             path = os.fspath(raw)
@@ -190,26 +217,37 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
         if os.path.isdir(path):
             skipped[position] = "is a folder, not an image file"
             continue
-        entries.append((position, os.fsencode(os.path.abspath(path)), st.st_size, st.st_mtime_ns, path))
+        entries.append((position, os.fsencode(os.path.abspath(path)), st.st_size, st.st_mtime_ns, path,
+                        len(entries)))
 
     cache = open_cache(cache_dir, name, weights, precision) if entries else None
-    rows = {}  # position -> float32 vector
+    # Large results are memory-mapped beside the cache (see _ResultRows), else in the system's temporary folder.
+    rows = _ResultRows(len(entries), [os.path.dirname(cache.path)] if cache is not None else [])
     failed = {}  # position -> reason remembered from an earlier run
     layout = ""
     try:
         if cache is not None:
+            inconsistent = False
+
+            def put_cached(slots, vectors):
+                nonlocal inconsistent
+                if inconsistent or (rows.dim is not None and vectors.shape[1] != rows.dim):
+                    inconsistent = True  # rows of two sizes: nothing more is written, everything is embedded again
+                    return
+                rows.put(slots, vectors)
+
             try:
-                rows, failed = cache.lookup([(p, b, s, m) for p, b, s, m, _ in entries])
+                failed = cache.read_rows(((k[5], k[1], k[2], k[3]) for k in entries), put_cached)
             except sqlite3.Error as exc:
                 cache_warning(f"embedding cache {cache.path} cannot be read ({exc}); embedding without it")
                 cache.close()
-                cache, rows, failed = None, {}, {}
-        dims = {v.shape[0] for v in rows.values()}
-        if len(dims) > 1 or (encoder is not None and dims and dims != {encoder.dim}):
-            rows = {}  # inconsistent cache rows: embed everything again
+                cache, failed = None, {}
+                rows.clear()
+            if inconsistent or (encoder is not None and rows.dim not in (None, encoder.dim)):
+                rows.clear()  # inconsistent cache rows: embed everything again
         # A vector beats a failure remembered for the same key (in another precision, before it could be fetched).
-        failed = {p: reason for p, reason in failed.items() if p not in rows}
-        unfetched = [k for k in entries if failed.get(k[0], "").startswith(UNFETCHED)]
+        failed = {entries[slot][0]: reason for slot, reason in failed.items() if not rows.filled[slot]}
+        unfetched = [k for k in entries if failed.get(k[0], "").startswith(UNFETCHED)] if failed else []
         for k in unfetched:
             del failed[k[0]]
         if unfetched and fetch is not None:
@@ -220,37 +258,142 @@ def embed_images(paths, model=DEFAULT_MODEL, pretrained=None, *, batch_size=32, 
                     failed[k[0]] = reason
         for position, reason in failed.items():
             skipped[position] = reason
-        todo = [k for k in entries if k[0] not in rows and k[0] not in failed]
-        cached = len(rows)
+        todo = [entries[slot] for slot in np.flatnonzero(~rows.filled).tolist() if entries[slot][0] not in failed]
+        cached = rows.count_filled()
 
         if todo:
             if encoder is None:
                 # With Ray the workers run the model; here it only gives the preprocessing and the feature size.
                 encoder = load_resolved_encoder(spec, "cpu" if ray_address else dev, precision)
-            if rows and next(iter(rows.values())).shape[0] != encoder.dim:
-                rows, cached = {}, 0
+            if rows.dim is not None and rows.dim != encoder.dim:
+                rows.clear()
+                cached = 0
                 todo = [k for k in entries if k[0] not in failed]
             if ray_address is not None:
-                rows.update(_run_on_ray(ray_address, spec, encoder, todo, skipped, cache, batch_size, progress,
-                                        precision, fetch))
+                _run_on_ray(ray_address, spec, encoder, todo, skipped, cache, rows, batch_size, progress, precision,
+                            fetch)
             else:
-                rows.update(_run(encoder, todo, skipped, cache, batch_size, num_workers, progress, precision))
+                _run(encoder, todo, skipped, cache, rows, batch_size, num_workers, progress, precision)
             layout = precision + (", channels_last" if encoder.channels_last else "")
     finally:
         if cache is not None:
             cache.close()
 
-    kept = np.array(sorted(rows), dtype=np.int64)
-    if kept.size:
-        features = np.stack([rows[p] for p in kept.tolist()]).astype(np.float32, copy=False)
-    else:
-        features = np.zeros((0, encoder.dim if encoder is not None else 0), dtype=np.float32)
-    features = np.ascontiguousarray(features)
+    features, kept = rows.result(encoder.dim if encoder is not None else 0)
+    kept = kept.astype(np.int64, copy=False)
+    if len(entries) != len(paths):  # else every path has an entry, and slots are positions
+        kept = np.fromiter((k[0] for k in entries), dtype=np.int64, count=len(entries))[kept]
     skipped_list = [(display[p], skipped[p]) for p in sorted(skipped)]
     if encoder is not None:
         weights = encoder.weights
     return EmbeddingResult(features=features, kept=kept, skipped=skipped_list, cached=cached, model=name,
                            weights=weights, precision=precision, layout=layout)
+
+
+class _ResultRows:
+    """The result matrix, written row by row as cached and new rows arrive: one row ("slot") per entry.
+
+    ``count`` slots, in input order; ``directories``: where a large matrix may
+    be memory-mapped, tried in turn before the system's temporary folder.
+    The matrix (``count`` × dim float32) is allocated at the first
+    :meth:`put`, whose rows give the dimension; ``filled`` (bool, ``count``)
+    says which slots hold a vector.  Above :data:`MAPPED_RESULT_BYTES` it
+    lives in a temporary file mapped shared and unlinked at once (see
+    :func:`_mapped_matrix`), so its pages are the file's: the kernel writes
+    them back and reclaims them under memory pressure, where anonymous pages
+    (no swap here) could only stay.
+    """
+
+    def __init__(self, count, directories):
+        self.count = count
+        self.directories = list(directories) + [tempfile.gettempdir()]
+        self.matrix = None
+        self.mapped = False
+        self.filled = np.zeros(count, dtype=bool)
+
+    @property
+    def dim(self):
+        """The rows' dimension, None until the first :meth:`put`."""
+        return None if self.matrix is None else int(self.matrix.shape[1])
+
+    def count_filled(self):
+        return int(np.count_nonzero(self.filled))
+
+    def put(self, slots, vectors):
+        """Write ``vectors`` (k × dim) into the rows ``slots`` (k ints)."""
+        if self.matrix is None:
+            self.matrix, self.mapped = _result_matrix(self.count, int(vectors.shape[1]), self.directories)
+        elif vectors.shape[1] != self.matrix.shape[1]:
+            raise ActiveFTError(f"the encoder gave rows of {vectors.shape[1]} values after rows of "
+                                f"{self.matrix.shape[1]}")
+        self.matrix[slots] = vectors
+        self.filled[slots] = True
+
+    def clear(self):
+        """Forget every row (and the matrix: the next :meth:`put` may bring another dimension)."""
+        self.matrix = None
+        self.filled[:] = False
+
+    def result(self, empty_dim):
+        """``(features, kept slots)``: the filled rows, C-contiguous float32 (K × dim), and their slots (K ints).
+
+        Where every slot is filled (the common case) the matrix itself,
+        without a copy; otherwise the filled rows are moved up in place,
+        chunk by chunk, and the result is the first K rows (the tail of an
+        in-memory matrix is given back).  ``empty_dim``: the width of the
+        (0 × dim) result where no row is filled.
+        """
+        kept = np.flatnonzero(self.filled)
+        matrix, self.matrix = self.matrix, None
+        if matrix is None or kept.size == 0:
+            return np.zeros((0, empty_dim), dtype=np.float32), kept
+        if kept.size < self.count:
+            # Row i comes from slot kept[i] >= i, and each chunk is read (copied) before it is written: the rows a
+            # later chunk reads lie beyond every row written so far.
+            for start in range(0, kept.size, _COMPACT_ROWS):
+                part = kept[start:start + _COMPACT_ROWS]
+                matrix[start:start + part.size] = matrix[part]
+            if self.mapped:
+                matrix = matrix[:kept.size]  # the file's tail stays on disk until the map closes
+            else:
+                # No view of it exists (the chunks above were copies): realloc gives the tail back.
+                matrix.resize((kept.size, matrix.shape[1]), refcheck=False)
+        return matrix, kept
+
+
+def _result_matrix(rows, dim, directories):
+    """``(matrix, mapped)``: an uninitialised ``rows`` × ``dim`` float32 matrix, memory-mapped (``mapped`` True)
+    above :data:`MAPPED_RESULT_BYTES` where a directory takes the file."""
+    if rows * dim * 4 > MAPPED_RESULT_BYTES:
+        problems = []
+        for directory in directories:
+            try:
+                return _mapped_matrix(rows, dim, directory), True
+            except OSError as exc:
+                problems.append(f"{directory}: {exc}")
+        _log.warning("the %d × %d embedding matrix (%.1f GiB) cannot be mapped from a temporary file (%s); "
+                     "holding it in memory", rows, dim, rows * dim * 4 / 1024**3, "; ".join(problems))
+    return np.empty((rows, dim), dtype=np.float32), False
+
+
+def _mapped_matrix(rows, dim, directory):
+    """A ``rows`` × ``dim`` float32 ndarray over a shared map of a temporary file in ``directory``, already unlinked.
+
+    The file's blocks are reserved first (``posix_fallocate``): a full disk is
+    an OSError here, not a SIGBUS at the first write into a hole.  The file
+    is unlinked right after it is created; Linux keeps it until the map
+    closes (when the array and every view of it are gone), so even a killed
+    process leaves nothing behind.
+    """
+    size = rows * dim * 4
+    fd, path = tempfile.mkstemp(prefix=".activeft-rows-", suffix=".f32", dir=directory)
+    try:
+        os.unlink(path)
+        os.posix_fallocate(fd, 0, size)
+        mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)  # the map holds its own reference to the file
+    return np.frombuffer(mapping, dtype=np.float32).reshape(rows, dim)
 
 
 class _Progress:
@@ -278,20 +421,22 @@ class _Progress:
 
 
 class _RowSink:
-    """Where embedded rows go: the result, the skipped list and the cache (committed batch by batch)."""
+    """Where embedded rows go: the result matrix (:class:`_ResultRows`), the skipped list and the cache (committed
+    batch by batch)."""
 
-    def __init__(self, todo, skipped, cache):
+    def __init__(self, todo, skipped, cache, rows):
         self.by_position = {k[0]: k for k in todo}
         self.skipped = skipped
         self.cache = cache
         self.cache_ok = cache is not None
-        self.out = {}
+        self.rows = rows
 
     def add(self, rows):
         """``rows``: (position, float32 vector or None, failure reason, whether the failure is the file's bytes)."""
         new = []
+        slots, vectors = [], []
         for position, vector, reason, content in rows:
-            _, key, size, mtime_ns, _ = self.by_position[position]
+            _, key, size, mtime_ns, _, slot = self.by_position[position]
             if vector is None:
                 if reason.startswith(UNFETCHED):
                     # Remembered so that the next run asks for it again on the driver (see embed_images).
@@ -306,8 +451,11 @@ class _RowSink:
             if not np.all(np.isfinite(vector)):
                 self.skipped[position] = "the encoder produced NaN or infinite values"
                 continue
-            self.out[position] = vector
+            slots.append(slot)
+            vectors.append(vector)
             new.append((key, size, mtime_ns, vector))
+        if slots:
+            self.rows.put(np.asarray(slots, dtype=np.int64), np.stack(vectors))
         if self.cache_ok and new:
             try:
                 self.cache.store(new)
@@ -316,11 +464,11 @@ class _RowSink:
                 self.cache_ok = False
 
 
-def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress, precision):
-    """Embed the images in ``todo``; record failures in ``skipped``; store new rows in ``cache``."""
+def _run(encoder, todo, skipped, cache, rows, batch_size, num_workers, progress, precision):
+    """Embed the images in ``todo`` into ``rows``; record failures in ``skipped``; store new rows in ``cache``."""
     if num_workers is None:
         num_workers = _default_workers(len(todo))
-    sink = _RowSink(todo, skipped, cache)
+    sink = _RowSink(todo, skipped, cache, rows)
     device_type = getattr(encoder.device, "type", "cpu")
     dataset = ImageDataset([k[4] for k in todo], [k[0] for k in todo], encoder.preprocess,
                            min_side=decode_side(encoder.preprocess))
@@ -348,14 +496,13 @@ def _run(encoder, todo, skipped, cache, batch_size, num_workers, progress, preci
                 bar.update(len(positions) + len(failures))
     finally:
         bar.close()
-    return sink.out
 
 
-def _run_on_ray(address, spec, encoder, todo, skipped, cache, batch_size, progress, precision, fetch=None):
+def _run_on_ray(address, spec, encoder, todo, skipped, cache, rows, batch_size, progress, precision, fetch=None):
     """The same as :func:`_run`, on a Ray cluster (see :mod:`.on_ray`)."""
     from .on_ray import embed_on_ray
 
-    sink = _RowSink(todo, skipped, cache)
+    sink = _RowSink(todo, skipped, cache, rows)
     bar = _Progress(progress, len(todo), f"embedding on Ray ({spec.name})")
     try:
         embed_on_ray(address, spec, encoder.preprocess, decode_side(encoder.preprocess),
@@ -363,4 +510,3 @@ def _run_on_ray(address, spec, encoder, todo, skipped, cache, batch_size, progre
                      on_rows=lambda rows: (sink.add(rows), bar.update(len(rows))), fetch=fetch)
     finally:
         bar.close()
-    return sink.out
