@@ -155,7 +155,10 @@ def embed(source, embedding, device, quiet, out, dtype):
         # Unit rows first: only directions matter for selection, and a raw feature above 65,504 would overflow.
         from ..selection import unit_rows
 
-        features = unit_rows(features).astype(np.float16)
+        half = np.empty(features.shape, dtype=np.float16)
+        for start in range(0, features.shape[0], 65536):      # in chunks: no second float32 copy of the pool
+            half[start:start + 65536] = unit_rows(features[start:start + 65536])
+        features = half
     ids = np.asarray(pool.ids, dtype=str)
     # Streamed into the file: stored uncompressed, so that `activeft select` memory-maps it.
     write_atomic(out, lambda handle: np.savez(handle, features=features, ids=ids), mode="wb")
