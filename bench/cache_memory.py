@@ -23,7 +23,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
@@ -33,6 +32,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from large_pool import sampled_run  # noqa: E402
 from selection_speed import machine, publish  # noqa: E402
 
 #: Rows stored per transaction while filling the cache.
@@ -101,36 +101,11 @@ def fill(cache, rows, dim, seed=0):
     return check
 
 
-def status_kib(pid):
-    """VmHWM, RssAnon and RssFile of ``pid`` in KiB (None once it has exited)."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            fields = dict(line.split(":", 1) for line in handle if ":" in line)
-    except OSError:
-        return None
-
-    def kib(name):
-        return int(fields.get(name, "0 kB").split()[0])
-    return kib("VmHWM"), kib("RssAnon"), kib("RssFile")
-
-
 def measure(cache, rows):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(rows), cache], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    peak = anon = filed = 0
-    while child.poll() is None:
-        sample = status_kib(child.pid)
-        if sample:
-            peak, anon, filed = max(peak, sample[0]), max(anon, sample[1]), max(filed, sample[2])
-        time.sleep(0.2)
-    out, err = child.communicate()
-    if child.returncode:
-        raise SystemExit(f"the child failed ({child.returncode}):\n{err[-3000:]}")
-    found = json.loads(out.strip().splitlines()[-1])
-    found.update(wall=time.perf_counter() - started, peak=peak * 1024, anon=anon * 1024, file=filed * 1024)
-    return found
+    found = sampled_run([sys.executable, "-c", CHILD, str(rows), cache])
+    result = json.loads(found["out"].strip().splitlines()[-1])
+    result.update(wall=found["seconds"], peak=found["peak"], anon=found["anon"], file=found["file"])
+    return result
 
 
 def main():

@@ -54,15 +54,18 @@ def status_kib(pid):
             fields = dict(line.split(":", 1) for line in handle if ":" in line)
     except OSError:
         return None
+
     def kib(name):
         return int(fields.get(name, "0 kB").split()[0])
     return kib("VmHWM"), kib("RssAnon"), kib("RssFile")
 
 
-def measure(path, args):
-    command = [sys.executable, "-m", "activeft_label.cli", "select", path, "-b", str(args.budget),
-               "--minibatch", str(args.minibatch), "--iters", str(args.iterations), "--storage",
-               args.storage_now, "--quiet", "--out", os.path.join(args.dir, "large_pool_selection.csv")]
+def sampled_run(command):
+    """Run ``command`` (HF_HUB_OFFLINE=1), sampling its /proc status every 0.2 s; exits on failure.
+
+    Returns ``{"seconds", "peak", "anon", "file", "out"}``: wall time, the largest VmHWM, RssAnon and RssFile in
+    bytes, and its standard output.
+    """
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -75,9 +78,17 @@ def measure(path, args):
     out, err = child.communicate()
     elapsed = time.perf_counter() - started
     if child.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{err[-2000:]}")
-    return {"seconds": elapsed, "peak": peak / 1024**2, "anon": anon / 1024**2, "file": filed / 1024**2,
-            "said": out.strip().splitlines()}
+        raise SystemExit(f"{' '.join(command)[:300]} failed ({child.returncode}):\n{err[-3000:]}")
+    return {"seconds": elapsed, "peak": peak * 1024, "anon": anon * 1024, "file": filed * 1024, "out": out}
+
+
+def measure(path, args):
+    command = [sys.executable, "-m", "activeft_label.cli", "select", path, "-b", str(args.budget),
+               "--minibatch", str(args.minibatch), "--iters", str(args.iterations), "--storage",
+               args.storage_now, "--quiet", "--out", os.path.join(args.dir, "large_pool_selection.csv")]
+    found = sampled_run(command)
+    return {"seconds": found["seconds"], "peak": found["peak"] / 1024**3, "anon": found["anon"] / 1024**3,
+            "file": found["file"] / 1024**3, "said": found["out"].strip().splitlines()}
 
 
 def main():
